@@ -1,0 +1,692 @@
+//! Deterministic parallel reductions: bitwise-identical results for any
+//! worker count and any [`Schedule`].
+//!
+//! Floating-point addition is not associative, so a parallel sum whose split
+//! points depend on work stealing (as with rayon) can differ in the last bit
+//! from run to run. Here the **combination tree depends only on the input
+//! length and a fixed leaf size** — never on which worker ran what.
+//!
+//! # The contract
+//!
+//! For an input of `n` items and leaf size `L` ([`DEFAULT_LEAF`] unless
+//! given):
+//!
+//! 1. The items are cut into `ceil(n / L)` consecutive **leaves** of `L`
+//!    items (the last may be shorter).
+//! 2. Each leaf's value is the left-to-right fold
+//!    `op(…op(op(map(x0), map(x1)), map(x2))…, map(xk))` — see [`leaf_fold`].
+//! 3. The leaf values are combined by a fixed **pairwise tree**, level by
+//!    level: `(0,1), (2,3), …`; an odd last value is carried up unchanged —
+//!    see [`tree_reduce`].
+//!
+//! ```text
+//! items   [ 0 .. L ) [ L .. 2L ) [ 2L .. 3L ) [ 3L .. 4L ) [ 4L .. n )
+//! leaves      l0         l1          l2           l3          l4
+//!               \       /              \         /            |
+//! level 1       op(l0,l1)              op(l2,l3)             l4   (carried)
+//!                     \                 /                     |
+//! level 2             op(op(l0,l1), op(l2,l3))               l4   (carried)
+//!                                  \                         /
+//! level 3                 op(op(op(l0,l1), op(l2,l3)), l4)
+//! ```
+//!
+//! Workers only decide *who* computes a leaf, never *which* items it holds
+//! nor *how* leaves are combined; every `op` call sees the same operands in
+//! the same order, so the result is bit-for-bit the same for 1 or 64
+//! workers, for every schedule, and equal to [`serial_map_reduce`] with the
+//! same leaf size. (Rust never contracts `a * b + c` into a fused
+//! multiply-add on its own, so IEEE arithmetic is reproducible on a given
+//! target.)
+//!
+//! # What is *not* promised
+//!
+//! * Equality with a naive left-to-right serial sum (`iter().sum()`): the
+//!   association differs, so float results usually differ in the last bits.
+//!   (The pairwise tree is in fact usually *more* accurate: its rounding error
+//!   grows like `log n` rather than `n`.)
+//! * Equality between different leaf sizes: `L` is part of the tree.
+//! * For a non-associative `op`, anything beyond "the tree above" — the
+//!   result is exactly that tree, not a left fold.
+//!
+//! `op` need not be commutative: operands are always combined in input
+//! order.
+//!
+//! # Example
+//!
+//! ```
+//! use parview::reduce::{par_map_reduce, par_sum, serial_map_reduce, DEFAULT_LEAF};
+//!
+//! let xs: Vec<f64> = (0..100_000).map(|i| 1.0 / (i as f64 + 1.0)).collect();
+//! let s: f64 = par_sum(&xs);
+//! // Same bits as the serial evaluation of the same tree:
+//! let serial = serial_map_reduce(DEFAULT_LEAF, &xs, |x| *x, |a, b| a + b).unwrap();
+//! assert_eq!(s.to_bits(), serial.to_bits());
+//!
+//! let max = par_map_reduce(&xs, |x| *x, f64::max);
+//! assert_eq!(max, Some(1.0));
+//! ```
+
+use std::borrow::Borrow;
+use std::num::Wrapping;
+use std::ops::Range;
+
+use crate::pool::Pool;
+use crate::schedule::Schedule;
+
+/// The default number of items per leaf.
+///
+/// Part of the reproducibility contract: the tree (hence float results)
+/// changes if this changes, which would be a breaking release. Use the
+/// explicit `leaf` of [`Pool::par_map_reduce_with`] to pin your own.
+///
+/// ```
+/// assert_eq!(parview::reduce::DEFAULT_LEAF, 4096);
+/// ```
+pub const DEFAULT_LEAF: usize = 4096;
+
+/// The schedule used by the methods that take none.
+///
+/// Leaves are uniform in item count, but `map` may not be uniform in cost, so
+/// leaves are handed out one at a time. The schedule never affects results.
+const DEFAULT_SCHEDULE: Schedule = Schedule::Dynamic(1);
+
+/// Indexed, shareable input of a reduction.
+///
+/// Implemented for `&[T]` and `&Vec<T>` (items are `&T`), and for
+/// `Range<usize>` and `Range<u64>` (items are the numbers).
+///
+/// ```
+/// use parview::reduce::ReduceInput;
+///
+/// let r = 10..15usize;
+/// assert_eq!(ReduceInput::len(&r), 5);
+/// assert_eq!(r.get(2), 12);
+/// let v = vec!['a', 'b'];
+/// assert_eq!((&v).get(1), &'b');
+/// ```
+pub trait ReduceInput: Sync {
+    /// What [`get`](ReduceInput::get) yields.
+    type Item;
+
+    /// The number of items.
+    ///
+    /// ```
+    /// use parview::reduce::ReduceInput;
+    /// assert_eq!(ReduceInput::len(&(3..7u64)), 4);
+    /// ```
+    fn len(&self) -> usize;
+
+    /// `true` when there are no items.
+    ///
+    /// ```
+    /// use parview::reduce::ReduceInput;
+    /// assert!(ReduceInput::is_empty(&(3..3usize)));
+    /// ```
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Item `i`, for `i < len()`.
+    ///
+    /// # Panics
+    ///
+    /// May panic if `i >= len()`.
+    ///
+    /// ```
+    /// use parview::reduce::ReduceInput;
+    /// let xs = vec![1, 2, 3];
+    /// assert_eq!((&xs).get(2), &3);
+    /// ```
+    fn get(&self, i: usize) -> Self::Item;
+}
+
+impl<'a, T: Sync> ReduceInput for &'a [T] {
+    type Item = &'a T;
+    fn len(&self) -> usize {
+        <[T]>::len(self)
+    }
+    fn get(&self, i: usize) -> &'a T {
+        let s: &'a [T] = self;
+        &s[i]
+    }
+}
+
+impl<'a, T: Sync> ReduceInput for &'a Vec<T> {
+    type Item = &'a T;
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn get(&self, i: usize) -> &'a T {
+        let v: &'a Vec<T> = self;
+        &v[i]
+    }
+}
+
+impl ReduceInput for Range<usize> {
+    type Item = usize;
+    fn len(&self) -> usize {
+        self.end.saturating_sub(self.start)
+    }
+    fn get(&self, i: usize) -> usize {
+        self.start + i
+    }
+}
+
+impl ReduceInput for Range<u64> {
+    type Item = u64;
+    /// # Panics
+    ///
+    /// If the range holds more than `usize::MAX` numbers (32-bit targets).
+    fn len(&self) -> usize {
+        usize::try_from(self.end.saturating_sub(self.start)).expect("Range<u64> too long for usize")
+    }
+    fn get(&self, i: usize) -> u64 {
+        self.start + i as u64
+    }
+}
+
+/// Numbers [`par_sum`] can add: `+` plus an additive identity for empty
+/// input.
+///
+/// Implemented for all primitive integers, `f32`, `f64` and
+/// [`Wrapping`] integers. Integer overflow behaves like `+` (a panic in debug
+/// builds); use [`Wrapping`] or a wider type to sum without overflow.
+///
+/// ```
+/// use parview::reduce::Summable;
+/// assert_eq!(<u32 as Summable>::ZERO, 0);
+/// ```
+pub trait Summable: Clone + Send + std::ops::Add<Output = Self> {
+    /// The value of an empty sum. For floats this is `-0.0`, the exact
+    /// additive identity, as `Iterator::sum` also returns.
+    const ZERO: Self;
+}
+
+macro_rules! summable {
+    ($zero:expr => $($t:ty),*) => {$(
+        impl Summable for $t {
+            const ZERO: Self = $zero;
+        }
+    )*};
+}
+summable!(0 => u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
+summable!(-0.0 => f32, f64);
+summable!(Wrapping(0) => Wrapping<u8>, Wrapping<u16>, Wrapping<u32>, Wrapping<u64>);
+summable!(Wrapping(0) => Wrapping<u128>, Wrapping<usize>, Wrapping<i8>, Wrapping<i16>);
+summable!(Wrapping(0) => Wrapping<i32>, Wrapping<i64>, Wrapping<i128>, Wrapping<isize>);
+
+/// Combines `leaves` in order by a fixed pairwise tree; `None` when empty.
+///
+/// Level by level, neighbours `(0,1), (2,3), …` are combined with `op`; an
+/// odd last value is carried up unchanged. The shape depends only on
+/// `leaves.len()`, and operands are never swapped, so `op` need not be
+/// commutative. Public so that leaf values gathered from elsewhere (e.g. MPI
+/// ranks) can be combined by the very same tree.
+///
+/// ```
+/// use parview::reduce::tree_reduce;
+///
+/// let leaves = vec!["a", "b", "c", "d", "e"].into_iter().map(String::from).collect();
+/// let shape = tree_reduce(leaves, |a, b| format!("({a}{b})"));
+/// assert_eq!(shape.as_deref(), Some("(((ab)(cd))e)"));
+/// assert_eq!(tree_reduce(Vec::<u8>::new(), |a, b| a + b), None);
+/// ```
+pub fn tree_reduce<R>(leaves: Vec<R>, op: impl Fn(R, R) -> R) -> Option<R> {
+    let mut level = leaves;
+    while level.len() > 1 {
+        let mut next = Vec::with_capacity(level.len().div_ceil(2));
+        let mut it = level.into_iter();
+        while let Some(a) = it.next() {
+            next.push(match it.next() {
+                Some(b) => op(a, b),
+                None => a,
+            });
+        }
+        level = next;
+    }
+    level.pop()
+}
+
+/// One leaf's value: the left-to-right fold of `map(item)` over the items
+/// `range` of `input`, starting from the first item's mapped value (no
+/// identity needed); `None` for an empty range.
+///
+/// # Panics
+///
+/// If `range` reaches past `input.len()` (through [`ReduceInput::get`]).
+///
+/// ```
+/// use parview::reduce::leaf_fold;
+///
+/// let s = leaf_fold(&(0..10usize), 2..5, |i| i.to_string(), |a, b| a + &b);
+/// assert_eq!(s.as_deref(), Some("234"));
+/// ```
+pub fn leaf_fold<I, R>(
+    input: &I,
+    range: Range<usize>,
+    map: impl Fn(I::Item) -> R,
+    op: impl Fn(R, R) -> R,
+) -> Option<R>
+where
+    I: ReduceInput + ?Sized,
+{
+    let mut items = range.map(|i| map(input.get(i)));
+    let first = items.next()?;
+    Some(items.fold(first, op))
+}
+
+/// The items of leaf `leaf` for `n` items and leaf size `size`.
+fn leaf_range(leaf: usize, size: usize, n: usize) -> Range<usize> {
+    let start = leaf * size;
+    start..start + size.min(n - start)
+}
+
+fn check_leaf(leaf: usize) {
+    assert!(
+        leaf > 0,
+        "reduction leaf size `leaf` must be at least 1, got 0"
+    );
+}
+
+/// Serial evaluation of exactly the tree the parallel reductions use:
+/// leaves of `leaf` items folded left to right, then [`tree_reduce`].
+/// `None` for empty input.
+///
+/// [`Pool::par_map_reduce_with`] with the same `leaf` returns bitwise the
+/// same value; this is the reference for tests.
+///
+/// # Panics
+///
+/// If `leaf == 0`, or if `map` or `op` panics.
+///
+/// ```
+/// use parview::reduce::serial_map_reduce;
+///
+/// let s = serial_map_reduce(2, 0..5usize, |i| i.to_string(), |a, b| format!("({a}{b})"));
+/// assert_eq!(s.as_deref(), Some("(((01)(23))4)"));
+/// ```
+pub fn serial_map_reduce<I, R>(
+    leaf: usize,
+    input: I,
+    map: impl Fn(I::Item) -> R,
+    op: impl Fn(R, R) -> R,
+) -> Option<R>
+where
+    I: ReduceInput,
+{
+    check_leaf(leaf);
+    let n = input.len();
+    let leaves: Vec<R> = (0..n.div_ceil(leaf))
+        .map(|l| {
+            leaf_fold(&input, leaf_range(l, leaf, n), &map, &op).expect("leaves are non-empty")
+        })
+        .collect();
+    tree_reduce(leaves, op)
+}
+
+impl Pool {
+    /// Deterministic parallel map-reduce with [`DEFAULT_LEAF`]: the fixed
+    /// tree of the [module docs](self) over `map(item)`; `None` for empty
+    /// input. Bitwise identical for every worker count.
+    ///
+    /// ```
+    /// use parview::pool::Pool;
+    ///
+    /// let v = vec![1.5f64, -2.0, 4.25];
+    /// let m = Pool::global().par_map_reduce(&v, |x| x.abs(), f64::max);
+    /// assert_eq!(m, Some(4.25));
+    /// assert_eq!(Pool::global().par_map_reduce(0..0usize, |i| i, |a, b| a + b), None);
+    /// ```
+    pub fn par_map_reduce<I, M, O, R>(&self, input: I, map: M, op: O) -> Option<R>
+    where
+        I: ReduceInput,
+        M: Fn(I::Item) -> R + Sync,
+        O: Fn(R, R) -> R + Sync,
+        R: Send,
+    {
+        self.par_map_reduce_with(DEFAULT_SCHEDULE, DEFAULT_LEAF, input, map, op)
+    }
+
+    /// Deterministic parallel map-reduce with an explicit schedule and leaf
+    /// size. Leaves are computed with
+    /// [`par_map_with`](Pool::par_map_with)`(schedule, 0..n_leaves, …)` and
+    /// combined with [`tree_reduce`]; the result equals
+    /// [`serial_map_reduce(leaf, …)`](serial_map_reduce) bit for bit,
+    /// whatever `schedule` and the worker count.
+    ///
+    /// # Panics
+    ///
+    /// If `leaf == 0` (the message names `leaf`), or if `map` or `op` panics.
+    ///
+    /// ```
+    /// use parview::pool::Pool;
+    /// use parview::schedule::Schedule;
+    ///
+    /// let concat = |a, b| format!("({a}{b})");
+    /// let pool = Pool::global();
+    /// let shape = pool.par_map_reduce_with(Schedule::Static, 2, 0..5usize, |i| i.to_string(), concat);
+    /// assert_eq!(shape.as_deref(), Some("(((01)(23))4)"));
+    /// ```
+    pub fn par_map_reduce_with<I, M, O, R>(
+        &self,
+        schedule: Schedule,
+        leaf: usize,
+        input: I,
+        map: M,
+        op: O,
+    ) -> Option<R>
+    where
+        I: ReduceInput,
+        M: Fn(I::Item) -> R + Sync,
+        O: Fn(R, R) -> R + Sync,
+        R: Send,
+    {
+        check_leaf(leaf);
+        let n = input.len();
+        if n == 0 {
+            return None;
+        }
+        let leaves = self.par_map_with(schedule, 0..n.div_ceil(leaf), |l| {
+            leaf_fold(&input, leaf_range(l, leaf, n), &map, &op).expect("leaves are non-empty")
+        });
+        tree_reduce(leaves, op)
+    }
+
+    /// Deterministic parallel reduction of the items themselves (cloned out
+    /// of slices), with [`DEFAULT_LEAF`]; `None` for empty input.
+    ///
+    /// `T` is the owned item type (`T` for `&[T]`, the number for ranges);
+    /// annotate it when inference cannot tell.
+    ///
+    /// ```
+    /// use parview::pool::Pool;
+    ///
+    /// let words = vec!["par".to_string(), "view".to_string()];
+    /// let pool = Pool::global();
+    /// let joined = pool.par_reduce(&words, |a: String, b: String| a + &b);
+    /// assert_eq!(joined.as_deref(), Some("parview"));
+    /// ```
+    pub fn par_reduce<I, T, O>(&self, input: I, op: O) -> Option<T>
+    where
+        I: ReduceInput,
+        I::Item: Borrow<T>,
+        T: Clone + Send,
+        O: Fn(T, T) -> T + Sync,
+    {
+        self.par_map_reduce(input, |x| x.borrow().clone(), op)
+    }
+
+    /// Deterministic parallel sum with [`DEFAULT_LEAF`]:
+    /// [`Summable::ZERO`] for empty input, otherwise the fixed tree with `+`.
+    /// Bitwise identical for every worker count and schedule (but not
+    /// necessarily equal to `iter().sum()` for floats — see the
+    /// [module docs](self)).
+    ///
+    /// # Panics
+    ///
+    /// On integer overflow where `+` panics (debug builds); sum
+    /// [`Wrapping`] values or a wider type to avoid it.
+    ///
+    /// ```
+    /// use parview::pool::Pool;
+    ///
+    /// let total: u64 = Pool::global().par_sum(1..101u64);
+    /// assert_eq!(total, 5050);
+    /// let xs = [0.5f32, 0.25];
+    /// let s: f32 = Pool::global().par_sum(&xs[..]);
+    /// assert_eq!(s, 0.75);
+    /// ```
+    pub fn par_sum<I, T>(&self, input: I) -> T
+    where
+        I: ReduceInput,
+        I::Item: Borrow<T>,
+        T: Summable,
+    {
+        self.par_map_reduce(input, |x| x.borrow().clone(), |a, b| a + b)
+            .unwrap_or(T::ZERO)
+    }
+}
+
+/// [`Pool::par_map_reduce`] on [`Pool::global()`].
+///
+/// ```
+/// let sq = parview::reduce::par_map_reduce(0..4usize, |i| i * i, |a, b| a + b);
+/// assert_eq!(sq, Some(14));
+/// ```
+pub fn par_map_reduce<I, M, O, R>(input: I, map: M, op: O) -> Option<R>
+where
+    I: ReduceInput,
+    M: Fn(I::Item) -> R + Sync,
+    O: Fn(R, R) -> R + Sync,
+    R: Send,
+{
+    Pool::global().par_map_reduce(input, map, op)
+}
+
+/// [`Pool::par_sum`] on [`Pool::global()`].
+///
+/// # Panics
+///
+/// On integer overflow where `+` panics (debug builds).
+///
+/// ```
+/// let s: f64 = parview::reduce::par_sum(&vec![0.1, 0.2, 0.3]);
+/// assert!((s - 0.6).abs() < 1e-12);
+/// let n: usize = parview::reduce::par_sum(0..10usize);
+/// assert_eq!(n, 45);
+/// ```
+pub fn par_sum<I, T>(input: I) -> T
+where
+    I: ReduceInput,
+    I::Item: Borrow<T>,
+    T: Summable,
+{
+    Pool::global().par_sum(input)
+}
+
+/// A pool with `workers` workers, for tests.
+#[cfg(test)]
+pub(crate) fn test_pool(workers: usize) -> Pool {
+    Pool::builder().workers(workers).build().unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    const SCHEDULES: [Schedule; 7] = [
+        Schedule::Static,
+        Schedule::StaticChunked(1),
+        Schedule::StaticChunked(7),
+        Schedule::Dynamic(1),
+        Schedule::Dynamic(5),
+        Schedule::Guided(2),
+        Schedule::Adaptive,
+    ];
+
+    /// 1e6 values spanning many magnitudes and both signs, so that the
+    /// association order visibly changes the rounded sum.
+    fn data() -> Vec<f64> {
+        let mut rng = ChaCha8Rng::seed_from_u64(20240601);
+        (0..1_000_000)
+            .map(|_| {
+                let mag = 10f64.powi(rng.random_range(-6..7));
+                let sign = if rng.random::<bool>() { 1.0 } else { -1.0 };
+                sign * mag * rng.random::<f64>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tree_reduce_concatenates_in_order_for_every_length() {
+        for len in 0..70 {
+            let leaves: Vec<String> = (0..len).map(|i| format!("{i},")).collect();
+            let expected = leaves.concat();
+            let got = tree_reduce(leaves, |a, b| a + &b);
+            if len == 0 {
+                assert_eq!(got, None);
+            } else {
+                assert_eq!(got, Some(expected), "len {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn tree_shape_is_fixed() {
+        let tree = |n: usize| {
+            let leaves = (0..n)
+                .map(|i| char::from(b'a' + i as u8).to_string())
+                .collect();
+            tree_reduce(leaves, |a, b| format!("({a}{b})")).unwrap()
+        };
+        assert_eq!(tree(1), "a");
+        assert_eq!(tree(2), "(ab)");
+        assert_eq!(tree(3), "((ab)c)");
+        assert_eq!(tree(5), "(((ab)(cd))e)");
+        assert_eq!(tree(7), "(((ab)(cd))((ef)g))");
+    }
+
+    #[test]
+    fn leaves_fold_left_then_tree() {
+        // Leaf size 3 over 0..8: leaves "((01)2)", "((34)5)", "(67)".
+        let expected = "((((01)2)((34)5))(67))";
+        let op = |a: String, b: String| format!("({a}{b})");
+        assert_eq!(
+            serial_map_reduce(3, 0..8usize, |i| i.to_string(), op).unwrap(),
+            expected
+        );
+        for workers in [1, 2, 3, 5] {
+            let pool = test_pool(workers);
+            for schedule in SCHEDULES {
+                let got = pool.par_map_reduce_with(schedule, 3, 0..8usize, |i| i.to_string(), op);
+                assert_eq!(
+                    got.as_deref(),
+                    Some(expected),
+                    "workers {workers}, {schedule:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn float_sum_is_bitwise_identical_across_workers_and_schedules() {
+        let xs = data();
+        let serial = serial_map_reduce(DEFAULT_LEAF, &xs, |x| *x, |a, b| a + b).unwrap();
+        for workers in 1..=8 {
+            let pool = test_pool(workers);
+            for schedule in SCHEDULES {
+                let got = pool
+                    .par_map_reduce_with(schedule, DEFAULT_LEAF, &xs, |x| *x, |a, b| a + b)
+                    .unwrap();
+                assert_eq!(
+                    got.to_bits(),
+                    serial.to_bits(),
+                    "workers {workers}, {schedule:?}"
+                );
+            }
+            let sum: f64 = pool.par_sum(&xs[..]);
+            assert_eq!(
+                sum.to_bits(),
+                serial.to_bits(),
+                "par_sum, workers {workers}"
+            );
+        }
+        let global: f64 = par_sum(&xs);
+        assert_eq!(global.to_bits(), serial.to_bits());
+    }
+
+    #[test]
+    fn data_exercises_rounding_naive_sum_differs() {
+        let xs = data();
+        let tree: f64 = par_sum(&xs);
+        let naive: f64 = xs.iter().sum();
+        assert_ne!(
+            tree.to_bits(),
+            naive.to_bits(),
+            "test data must make association order visible"
+        );
+        // ... yet both are close to the exactly rounded value.
+        assert!((tree - naive).abs() < 1e-6 * xs.iter().map(|x| x.abs()).sum::<f64>());
+        // The leaf size is part of the tree.
+        let other = serial_map_reduce(1000, &xs, |x| *x, |a, b| a + b).unwrap();
+        assert_ne!(other.to_bits(), tree.to_bits());
+    }
+
+    #[test]
+    fn empty_input() {
+        let pool = test_pool(3);
+        let empty: &[f64] = &[];
+        assert_eq!(pool.par_map_reduce(empty, |x| *x, |a, b| a + b), None);
+        assert_eq!(pool.par_reduce::<_, f64, _>(empty, |a, b| a + b), None);
+        let z: f64 = pool.par_sum(empty);
+        assert_eq!(z.to_bits(), (-0.0f64).to_bits());
+        assert_eq!(pool.par_sum::<_, u64>(5..5u64), 0);
+        assert_eq!(serial_map_reduce(4, 0..0usize, |i| i, |a, b| a + b), None);
+    }
+
+    #[test]
+    fn inputs_and_par_reduce() {
+        let pool = test_pool(4);
+        let v: Vec<u64> = (0..10_000).collect();
+        let expected: u64 = v.iter().sum();
+        assert_eq!(pool.par_sum::<_, u64>(&v), expected);
+        assert_eq!(pool.par_sum::<_, u64>(&v[..]), expected);
+        assert_eq!(pool.par_sum::<_, u64>(0..10_000u64), expected);
+        assert_eq!(pool.par_sum::<_, usize>(0..10_000usize), expected as usize);
+        assert_eq!(pool.par_reduce(&v, u64::max), Some(9_999));
+        assert_eq!(pool.par_reduce(3..9usize, usize::min), Some(3));
+        // Non-commutative reduce over many leaves keeps input order.
+        let s: Vec<String> = (0..9000).map(|i| (i % 10).to_string()).collect();
+        assert_eq!(
+            pool.par_reduce(&s, |a: String, b: String| a + &b).unwrap(),
+            s.concat()
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "leaf")]
+    fn zero_leaf_panics() {
+        let _ =
+            test_pool(2).par_map_reduce_with(Schedule::Static, 0, 0..10usize, |i| i, |a, b| a + b);
+    }
+
+    #[test]
+    #[should_panic(expected = "leaf")]
+    fn zero_leaf_panics_serial() {
+        let _ = serial_map_reduce(0, 0..10usize, |i| i, |a, b| a + b);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn par_sum_matches_iterator_sum(
+            v in proptest::collection::vec(any::<u64>(), 0..20_000),
+            workers in 1usize..6,
+        ) {
+            let pool = test_pool(workers);
+            let wide: Vec<u128> = v.iter().map(|&x| u128::from(x)).collect();
+            prop_assert_eq!(pool.par_sum::<_, u128>(&wide), wide.iter().sum::<u128>());
+            let wrapping: Vec<Wrapping<u64>> = v.iter().map(|&x| Wrapping(x)).collect();
+            let expected: Wrapping<u64> = wrapping.iter().sum();
+            prop_assert_eq!(pool.par_sum::<_, Wrapping<u64>>(&wrapping), expected);
+        }
+
+        #[test]
+        fn small_leaves_match_serial(
+            v in proptest::collection::vec(any::<u32>(), 0..500),
+            leaf in 1usize..40,
+            workers in 1usize..6,
+        ) {
+            let pool = test_pool(workers);
+            let map = |&x: &u32| u64::from(x);
+            let par = pool.par_map_reduce_with(Schedule::Dynamic(1), leaf, &v, map, |a, b| a + b);
+            prop_assert_eq!(par, serial_map_reduce(leaf, &v, map, |a, b| a + b));
+            let expected = (!v.is_empty()).then(|| v.iter().map(map).sum::<u64>());
+            prop_assert_eq!(par, expected);
+        }
+    }
+}

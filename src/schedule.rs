@@ -1,0 +1,560 @@
+//! How the index range `0..n` of a map is cut into chunks.
+//!
+//! A [`Schedule`] names the rule, in OpenMP's vocabulary; the cutting itself is plain functions
+//! ([`static_block`], [`chunk`], [`guided_size`]) and the serial iterator [`Schedule::plan`],
+//! all testable without threads. At run time a `Dispenser` hands chunks to whichever participants
+//! ask, with one atomic operation per chunk and no lock or allocation.
+//!
+//! # Invariants (checked by property tests)
+//! * Every index of `0..n` is in exactly one chunk; chunks are non-empty and contiguous.
+//! * [`Schedule::Static`]: one block per engine, block sizes differ by at most one, blocks in
+//!   engine order.
+//! * [`Schedule::StaticChunked`]`(c)`: chunk `j` (of size `c`, the last may be short) belongs to
+//!   engine `j % P`.
+//! * [`Schedule::Dynamic`]`(c)`: chunks of `c` in index order, taken by whoever is idle.
+//! * [`Schedule::Guided`]`(m)`: the next chunk has `max(ceil(remaining / P), m)` items (libgomp's
+//!   rule), capped by what remains.
+//! * [`Schedule::Adaptive`]: each participant starts with one item and doubles its chunk while a
+//!   chunk finishes in under [`ADAPTIVE_TARGET`], capped at `ceil(remaining / 2P)` so the tail
+//!   stays shareable.
+//! * `n = 0` dispatches nothing. A chunk size of 0 is a [`ScheduleError`].
+
+use crossbeam_utils::CachePadded;
+use std::fmt;
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// How a map cuts `0..n` into chunks and who runs them. Mirrors OpenMP's `schedule(...)` clause.
+///
+/// # Examples
+/// ```
+/// use parview::{Pool, Schedule};
+/// let pool = Pool::builder().workers(2).build().unwrap();
+/// let squares = pool.par_map_with(Schedule::Dynamic(64), 0..1000usize, |i| i * i);
+/// assert_eq!(squares[999], 999 * 999);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Schedule {
+    /// One contiguous block per engine, sizes differing by at most one (`schedule(static)`).
+    /// Cheapest per item; unbalanced when item costs differ.
+    Static,
+    /// Chunks of `c` dealt round-robin to engines (`schedule(static, c)`).
+    StaticChunked(usize),
+    /// Idle engines take the next `c` indices from a shared cursor (`schedule(dynamic, c)`).
+    Dynamic(usize),
+    /// Idle engines take `max(ceil(remaining / P), m)` indices (`schedule(guided, m)`).
+    Guided(usize),
+    /// No knob: chunks start at one item and grow while they are cheap, so tiny maps stay
+    /// inline and expensive items are shared one by one. The default of [`crate::par_map`].
+    Adaptive,
+}
+
+/// A chunk size of zero, or another schedule argument that cannot work.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    /// `chunk` (or the guided minimum) was zero.
+    #[error("invalid schedule {schedule}: the chunk size `chunk` must be at least 1, got 0")]
+    ZeroChunk {
+        /// The schedule as written, e.g. `Dynamic(0)`.
+        schedule: String,
+    },
+}
+
+/// Target busy time of one adaptive chunk: long enough that the per-chunk cost (one atomic and a
+/// clock read, ~50 ns) is under 0.5%, short enough that the tail balances within ~20 µs.
+pub const ADAPTIVE_TARGET: Duration = Duration::from_micros(20);
+
+impl Default for Schedule {
+    /// [`Schedule::Adaptive`], chosen by measurement (see BENCHMARKS.md): it matches `Static` on
+    /// even work, matches `Dynamic(1)` on very uneven work, and keeps tiny maps inline.
+    fn default() -> Self {
+        Schedule::Adaptive
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Schedule::Static => write!(f, "static"),
+            Schedule::StaticChunked(c) => write!(f, "static,{c}"),
+            Schedule::Dynamic(c) => write!(f, "dynamic,{c}"),
+            Schedule::Guided(m) => write!(f, "guided,{m}"),
+            Schedule::Adaptive => write!(f, "adaptive"),
+        }
+    }
+}
+
+impl Schedule {
+    /// Checks the arguments: every chunk size must be at least 1.
+    ///
+    /// # Examples
+    /// ```
+    /// use parview::Schedule;
+    /// assert!(Schedule::Dynamic(8).validate().is_ok());
+    /// let err = Schedule::Dynamic(0).validate().unwrap_err();
+    /// assert!(err.to_string().contains("chunk"));
+    /// ```
+    pub fn validate(&self) -> Result<(), ScheduleError> {
+        match *self {
+            Schedule::StaticChunked(0) | Schedule::Dynamic(0) | Schedule::Guided(0) => {
+                Err(ScheduleError::ZeroChunk {
+                    schedule: format!("{self:?}"),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The chunks this schedule cuts `0..n` into for `parts` engines, in the order a single
+    /// thread would take them, each with the engine (slot) it belongs to. For `Dynamic`,
+    /// `Guided` and `Adaptive` the slot is `None`: any engine may take the chunk. `Adaptive`'s
+    /// real sizes depend on timing; here every chunk is treated as fast, so sizes double.
+    ///
+    /// # Panics
+    /// If the schedule is invalid (see [`validate`](Self::validate)) or `parts` is 0; the message
+    /// names the argument.
+    ///
+    /// # Examples
+    /// ```
+    /// use parview::Schedule;
+    /// let chunks: Vec<_> = Schedule::Static.plan(10, 3).collect();
+    /// assert_eq!(chunks, vec![(Some(0), 0..4), (Some(1), 4..7), (Some(2), 7..10)]);
+    /// let dynamic: Vec<_> = Schedule::Dynamic(4).plan(10, 3).map(|(_, r)| r).collect();
+    /// assert_eq!(dynamic, vec![0..4, 4..8, 8..10]);
+    /// ```
+    pub fn plan(
+        &self,
+        n: usize,
+        parts: usize,
+    ) -> impl Iterator<Item = (Option<usize>, Range<usize>)> {
+        if let Err(e) = self.validate() {
+            panic!("{e}");
+        }
+        assert!(
+            parts > 0,
+            "invalid argument `parts`: must be at least 1, got 0"
+        );
+        let d = Dispenser::new(*self, n, parts);
+        let mut claimer = Claimer::default();
+        std::iter::from_fn(move || {
+            let (slot, r) = d.next(&mut claimer, None)?;
+            claimer.grow(Duration::ZERO);
+            Some((slot, r))
+        })
+    }
+}
+
+/// Block `k` of `0..n` cut into `parts` contiguous blocks whose sizes differ by at most one
+/// (the first `n % parts` blocks get one extra item).
+///
+/// # Examples
+/// ```
+/// assert_eq!(parview::schedule::static_block(10, 3, 0), 0..4);
+/// assert_eq!(parview::schedule::static_block(10, 3, 2), 7..10);
+/// ```
+#[inline]
+pub fn static_block(n: usize, parts: usize, k: usize) -> Range<usize> {
+    let base = n / parts;
+    let extra = n % parts;
+    let start = k * base + k.min(extra);
+    let len = base + usize::from(k < extra);
+    start..start + len
+}
+
+/// Chunk `j` of size `c` over `0..n` (the last one may be short; empty past the end).
+///
+/// # Examples
+/// ```
+/// assert_eq!(parview::schedule::chunk(10, 4, 2), 8..10);
+/// ```
+#[inline]
+pub fn chunk(n: usize, c: usize, j: usize) -> Range<usize> {
+    let start = j.saturating_mul(c).min(n);
+    start..start.saturating_add(c).min(n)
+}
+
+/// libgomp's guided rule: the next chunk when `remaining` items are left for `parts` engines
+/// with minimum chunk `min`: `max(ceil(remaining / parts), min)`, capped at `remaining`.
+///
+/// # Examples
+/// ```
+/// assert_eq!(parview::schedule::guided_size(100, 4, 1), 25);
+/// assert_eq!(parview::schedule::guided_size(3, 4, 2), 2);
+/// assert_eq!(parview::schedule::guided_size(1, 4, 8), 1);
+/// ```
+#[inline]
+pub fn guided_size(remaining: usize, parts: usize, min: usize) -> usize {
+    remaining.div_ceil(parts).max(min).min(remaining)
+}
+
+/// Set in the cursor once the map is stopped (abort or a failed item): no claim succeeds after.
+const STOP: usize = 1 << (usize::BITS - 1);
+
+#[derive(Clone, Copy, Debug)]
+enum Plan {
+    Blocks,
+    Cyclic(usize),
+    Dynamic(usize),
+    Guided(usize),
+    Adaptive,
+}
+
+/// Hands out the chunks of one map at run time. Lock-free: one `fetch_add` (or one CAS for
+/// guided/adaptive) per chunk on a cache-padded cursor. For `Static`/`StaticChunked` the cursor
+/// counts engine slots; a participant that claims slot `k` runs all of slot `k`'s chunks.
+pub(crate) struct Dispenser {
+    plan: Plan,
+    n: usize,
+    parts: usize,
+    cursor: CachePadded<AtomicUsize>,
+    /// The cursor's value when `STOP` was set (claims after it fail but still bump the cursor's
+    /// low bits, so the cursor itself no longer says where claiming ended). `usize::MAX` until then.
+    stopped_at: AtomicUsize,
+}
+
+/// What one participant remembers between claims: its current static slot, and its adaptive
+/// chunk size.
+#[derive(Debug)]
+pub(crate) struct Claimer {
+    slot: Option<usize>,
+    next_j: usize,
+    size: usize,
+    /// Working alone (before the map is shared): no tail cap on adaptive chunks.
+    pub(crate) alone: bool,
+}
+
+impl Default for Claimer {
+    fn default() -> Self {
+        Claimer {
+            slot: None,
+            next_j: 0,
+            size: 1,
+            alone: false,
+        }
+    }
+}
+
+impl Claimer {
+    /// After an adaptive chunk that took `busy`: double the next chunk if it was cheap.
+    #[inline]
+    pub(crate) fn grow(&mut self, busy: Duration) {
+        if busy < ADAPTIVE_TARGET {
+            self.size = self.size.saturating_mul(2);
+        } else if busy > 4 * ADAPTIVE_TARGET && self.size > 1 {
+            self.size /= 2;
+        }
+    }
+}
+
+impl Dispenser {
+    /// A dispenser for a valid `schedule` over `0..n` and `parts >= 1` participants.
+    pub(crate) fn new(schedule: Schedule, n: usize, parts: usize) -> Self {
+        debug_assert!(parts > 0 && schedule.validate().is_ok());
+        // Chunk sizes are clamped to n so that cursor overshoot after exhaustion stays far below
+        // the STOP bit.
+        let clamp = |c: usize| c.min(n.max(1));
+        let plan = match schedule {
+            Schedule::Static => Plan::Blocks,
+            Schedule::StaticChunked(c) => Plan::Cyclic(clamp(c)),
+            Schedule::Dynamic(c) => Plan::Dynamic(clamp(c)),
+            Schedule::Guided(m) => Plan::Guided(clamp(m)),
+            Schedule::Adaptive => Plan::Adaptive,
+        };
+        Dispenser {
+            plan,
+            n,
+            parts,
+            cursor: CachePadded::new(AtomicUsize::new(0)),
+            stopped_at: AtomicUsize::new(usize::MAX),
+        }
+    }
+
+    /// Whether chunk times are needed to cut (adaptive).
+    #[inline]
+    pub(crate) fn needs_timing(&self) -> bool {
+        matches!(self.plan, Plan::Adaptive)
+    }
+
+    /// Upper bound on how many participants can usefully work at once.
+    pub(crate) fn max_units(&self) -> usize {
+        match self.plan {
+            Plan::Blocks => self.parts.min(self.n),
+            Plan::Cyclic(c) => self.parts.min(self.n.div_ceil(c)),
+            Plan::Dynamic(c) => self.n.div_ceil(c),
+            Plan::Guided(_) | Plan::Adaptive => self.n,
+        }
+    }
+
+    /// Whether the map was stopped.
+    #[inline]
+    pub(crate) fn stopped(&self) -> bool {
+        self.cursor.load(Ordering::Acquire) & STOP != 0
+    }
+
+    /// Stops the map: after this returns, no claim succeeds. Idempotent.
+    pub(crate) fn stop(&self) {
+        let prev = self.cursor.fetch_or(STOP, Ordering::AcqRel);
+        if prev & STOP == 0 {
+            self.stopped_at.store(prev, Ordering::Release);
+        }
+    }
+
+    /// The next chunk for this participant, with its static slot, or `None` when there is no
+    /// more work (or the map was stopped). `holes` receives the chunks of a static slot that a
+    /// stop cut short.
+    #[inline]
+    pub(crate) fn next(
+        &self,
+        cl: &mut Claimer,
+        mut holes: Option<&mut dyn FnMut(Range<usize>)>,
+    ) -> Option<(Option<usize>, Range<usize>)> {
+        let n = self.n;
+        match self.plan {
+            Plan::Blocks => loop {
+                let s = self.cursor.fetch_add(1, Ordering::AcqRel);
+                if s & STOP != 0 || s >= self.parts {
+                    return None;
+                }
+                let r = static_block(n, self.parts, s);
+                if !r.is_empty() {
+                    return Some((Some(s), r));
+                }
+            },
+            Plan::Cyclic(c) => loop {
+                if let Some(slot) = cl.slot {
+                    let r = chunk(n, c, cl.next_j);
+                    if r.is_empty() {
+                        cl.slot = None;
+                        continue;
+                    }
+                    if self.stopped() {
+                        // The rest of this slot will not run: report it.
+                        let mut j = cl.next_j;
+                        while let Some(h) = holes.as_mut() {
+                            let r = chunk(n, c, j);
+                            if r.is_empty() {
+                                break;
+                            }
+                            h(r);
+                            j += self.parts;
+                        }
+                        cl.slot = None;
+                        return None;
+                    }
+                    cl.next_j += self.parts;
+                    return Some((Some(slot), r));
+                }
+                let s = self.cursor.fetch_add(1, Ordering::AcqRel);
+                if s & STOP != 0 || s >= self.parts {
+                    return None;
+                }
+                cl.slot = Some(s);
+                cl.next_j = s;
+            },
+            Plan::Dynamic(c) => {
+                let s = self.cursor.fetch_add(c, Ordering::AcqRel);
+                if s & STOP != 0 || s >= n {
+                    return None;
+                }
+                Some((None, s..(s + c).min(n)))
+            }
+            Plan::Guided(_) | Plan::Adaptive => {
+                let mut s = self.cursor.load(Ordering::Acquire);
+                loop {
+                    if s & STOP != 0 || s >= n {
+                        return None;
+                    }
+                    let remaining = n - s;
+                    let size = match self.plan {
+                        Plan::Guided(m) => guided_size(remaining, self.parts, m),
+                        _ if cl.alone => cl.size.min(remaining),
+                        _ => cl
+                            .size
+                            .min(remaining.div_ceil(2 * self.parts))
+                            .clamp(1, remaining),
+                    };
+                    match self.cursor.compare_exchange_weak(
+                        s,
+                        s + size,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
+                        Ok(_) => return Some((None, s..s + size)),
+                        Err(now) => s = now,
+                    }
+                }
+            }
+        }
+    }
+
+    /// The static block of slot `k` (directed work: slot `k` runs on a named engine).
+    pub(crate) fn block(&self, k: usize) -> Range<usize> {
+        static_block(self.n, self.parts, k)
+    }
+
+    /// After the map has finished: calls `f` for every range that was never claimed (only
+    /// non-empty after a stop). Must only be called once no participant is active.
+    pub(crate) fn unclaimed(&self, directed: bool, mut f: impl FnMut(Range<usize>)) {
+        if directed {
+            return; // directed slots report their own holes
+        }
+        let raw = self.cursor.load(Ordering::Acquire);
+        let cur = if raw & STOP == 0 {
+            raw
+        } else {
+            // The stopper stores `stopped_at` right after setting STOP; wait out that instant.
+            loop {
+                let at = self.stopped_at.load(Ordering::Acquire);
+                if at != usize::MAX {
+                    break at;
+                }
+                std::hint::spin_loop();
+            }
+        };
+        match self.plan {
+            Plan::Blocks => {
+                for k in cur.min(self.parts)..self.parts {
+                    let r = static_block(self.n, self.parts, k);
+                    if !r.is_empty() {
+                        f(r);
+                    }
+                }
+            }
+            Plan::Cyclic(c) => {
+                for k in cur.min(self.parts)..self.parts {
+                    let mut j = k;
+                    loop {
+                        let r = chunk(self.n, c, j);
+                        if r.is_empty() {
+                            break;
+                        }
+                        f(r);
+                        j += self.parts;
+                    }
+                }
+            }
+            Plan::Dynamic(_) | Plan::Guided(_) | Plan::Adaptive => {
+                if cur < self.n {
+                    f(cur..self.n);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn schedules(c: usize) -> [Schedule; 5] {
+        [
+            Schedule::Static,
+            Schedule::StaticChunked(c),
+            Schedule::Dynamic(c),
+            Schedule::Guided(c),
+            Schedule::Adaptive,
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn every_index_exactly_once(n in 0usize..5000, p in 1usize..9, c in 1usize..64) {
+            for s in schedules(c) {
+                let mut seen = vec![0u8; n];
+                let mut last_end = 0;
+                let chunks: Vec<_> = s.plan(n, p).collect();
+                for (slot, r) in &chunks {
+                    prop_assert!(!r.is_empty(), "{s}: empty chunk");
+                    prop_assert!(r.end <= n);
+                    for i in r.clone() { seen[i] += 1; }
+                    match s {
+                        Schedule::Static => {
+                            prop_assert_eq!(r.start, last_end, "{} blocks in order", s);
+                            prop_assert!(slot.unwrap() < p);
+                        }
+                        Schedule::StaticChunked(c) => {
+                            prop_assert_eq!(r.start % c, 0);
+                            prop_assert_eq!((r.start / c) % p, slot.unwrap(), "{} round robin", s);
+                            prop_assert!(r.len() == c || r.end == n);
+                        }
+                        Schedule::Dynamic(c) => {
+                            prop_assert_eq!(r.start, last_end);
+                            prop_assert!(r.len() == c || r.end == n);
+                        }
+                        Schedule::Guided(m) => {
+                            prop_assert_eq!(r.start, last_end);
+                            prop_assert_eq!(r.len(), guided_size(n - r.start, p, m));
+                        }
+                        Schedule::Adaptive => prop_assert_eq!(r.start, last_end),
+                    }
+                    last_end = r.end;
+                }
+                prop_assert!(seen.iter().all(|&k| k == 1), "{s}: an index not covered exactly once");
+                if s == Schedule::Static {
+                    let lens: Vec<_> = (0..p).map(|k| static_block(n, p, k).len()).collect();
+                    let (lo, hi) = (lens.iter().min().unwrap(), lens.iter().max().unwrap());
+                    prop_assert!(hi - lo <= 1, "static blocks differ by more than one: {:?}", lens);
+                    prop_assert_eq!(lens.iter().sum::<usize>(), n);
+                }
+            }
+        }
+
+        #[test]
+        fn stop_leaves_exactly_the_unclaimed_ranges(n in 1usize..3000, p in 1usize..9, c in 1usize..64, k in 0usize..40) {
+            for s in schedules(c) {
+                let d = Dispenser::new(s, n, p);
+                let mut seen = vec![0u8; n];
+                let mut cl = Claimer::default();
+                let mut taken = 0;
+                // Claim k chunks, then stop; then drain the participant.
+                while taken < k {
+                    match d.next(&mut cl, None) {
+                        Some((_, r)) => { for i in r { seen[i] += 1; } taken += 1; }
+                        None => break,
+                    }
+                }
+                d.stop();
+                let mut holes = |r: Range<usize>| for i in r { seen[i] += 1; };
+                prop_assert!(d.next(&mut cl, Some(&mut holes)).is_none());
+                d.unclaimed(false, |r| for i in r { seen[i] += 1; });
+                prop_assert!(seen.iter().all(|&x| x == 1), "{s}: claimed + holes + unclaimed must cover each index once");
+            }
+        }
+    }
+
+    #[test]
+    fn zero_chunk_is_an_error_naming_the_argument() {
+        for s in [
+            Schedule::StaticChunked(0),
+            Schedule::Dynamic(0),
+            Schedule::Guided(0),
+        ] {
+            let e = s.validate().unwrap_err();
+            assert!(e.to_string().contains("`chunk`"), "{e}");
+        }
+        assert!(Schedule::Static.validate().is_ok());
+        assert!(Schedule::Adaptive.validate().is_ok());
+    }
+
+    #[test]
+    fn empty_range_dispatches_nothing() {
+        for s in schedules(3) {
+            assert_eq!(s.plan(0, 4).count(), 0, "{s}");
+        }
+    }
+
+    #[test]
+    fn adaptive_grows_then_shrinks_with_cost() {
+        let mut cl = Claimer::default();
+        cl.grow(Duration::ZERO);
+        cl.grow(Duration::ZERO);
+        assert_eq!(cl.size, 4);
+        cl.grow(ADAPTIVE_TARGET * 10);
+        assert_eq!(cl.size, 2);
+        cl.grow(ADAPTIVE_TARGET * 2);
+        assert_eq!(cl.size, 2);
+    }
+}

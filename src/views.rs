@@ -1,0 +1,984 @@
+//! The two ways to address the pool, named after IPython Parallel's views.
+//!
+//! * [`DirectView`] (`rc[:]`, `rc[[0, 2]]`): work for engine *i* runs on engine *i* — it goes to
+//!   that engine's mailbox and is never stolen. Static splits, one result per engine, and
+//!   typed per-engine state ([`EngineState`]) that lives across calls.
+//! * [`LoadBalancedView`] (`rc.load_balanced_view()`, `multiprocessing.Pool`): chunks go to
+//!   whichever engine is idle, per the view's [`Schedule`]; ordered and unordered streaming
+//!   (`imap`, `imap_unordered`), background maps and single tasks ([`AsyncResult`]).
+//!
+//! # Invariants
+//! * `DirectView::apply` runs its closure exactly once on each targeted engine, on that engine.
+//! * Every map returns results in input order; `imap_unordered` yields each index exactly once.
+//! * [`EngineState`] values are only touched by their own engine while a call runs (`pull` and
+//!   `gather` read them from the caller between calls).
+
+use crate::async_result::{
+    AsyncOutput, AsyncResult, Imap, ImapUnordered, Placement, ResultsOut, VecOut,
+};
+use crate::error::{ItemError, MapError};
+use crate::map::{Body, IntoMapInput, Mode, Tracker, VecSink, panic_message, raise, run_borrowed};
+use crate::pool::Pool;
+use crate::schedule::{Dispenser, Schedule, static_block};
+use crate::timeline::Timeline;
+use crossbeam_utils::CachePadded;
+use std::convert::Infallible;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+
+/// A bad engine selection for a [`DirectView`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ViewError {
+    /// `direct_to(&[])`.
+    #[error("invalid argument `targets`: a DirectView needs at least one engine, got none")]
+    NoTargets,
+    /// An engine index past the pool's size.
+    #[error(
+        "invalid argument `targets`: engine {engine} does not exist (the pool has engines 0..{workers})"
+    )]
+    NoSuchEngine {
+        /// The index asked for.
+        engine: usize,
+        /// The pool's size.
+        workers: usize,
+    },
+    /// The same engine twice.
+    #[error("invalid argument `targets`: engine {engine} is named more than once")]
+    Duplicate {
+        /// The repeated index.
+        engine: usize,
+    },
+}
+
+impl Pool {
+    /// A [`DirectView`] on every engine (ipyparallel's `rc[:]`).
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(3).build().unwrap();
+    /// assert_eq!(pool.direct().apply(|engine| engine * 10), vec![0, 10, 20]);
+    /// ```
+    pub fn direct(&self) -> DirectView<'_> {
+        DirectView {
+            pool: self,
+            targets: (0..self.workers()).collect(),
+            timeline: false,
+        }
+    }
+
+    /// A [`DirectView`] on the given engines, in the given order (ipyparallel's `rc[[0, 2]]`).
+    ///
+    /// # Errors
+    /// [`ViewError`] for an empty list, an engine out of range, or a repeated engine.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(4).build().unwrap();
+    /// let dv = pool.direct_to(&[0, 2]).unwrap();
+    /// assert_eq!(dv.apply(|e| e), vec![0, 2]);
+    /// assert!(pool.direct_to(&[4]).is_err());
+    /// ```
+    pub fn direct_to(&self, targets: &[usize]) -> Result<DirectView<'_>, ViewError> {
+        if targets.is_empty() {
+            return Err(ViewError::NoTargets);
+        }
+        let workers = self.workers();
+        let mut seen = vec![false; workers];
+        for &engine in targets {
+            if engine >= workers {
+                return Err(ViewError::NoSuchEngine { engine, workers });
+            }
+            if std::mem::replace(&mut seen[engine], true) {
+                return Err(ViewError::Duplicate { engine });
+            }
+        }
+        Ok(DirectView {
+            pool: self,
+            targets: targets.to_vec(),
+            timeline: false,
+        })
+    }
+
+    /// A [`LoadBalancedView`] with the default schedule ([`Schedule::Adaptive`]).
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let lb = pool.load_balanced();
+    /// assert_eq!(lb.map(&[1, 2, 3], |x| x * x), vec![1, 4, 9]);
+    /// ```
+    pub fn load_balanced(&self) -> LoadBalancedView<'_> {
+        LoadBalancedView {
+            pool: self,
+            schedule: Schedule::default(),
+            timeline: false,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Addresses engines explicitly: work for engine *i* runs on engine *i*.
+///
+/// The calling thread does not work on DirectView calls; it waits (spinning briefly, then
+/// sleeping), or — when it is itself an engine — runs other queued work meanwhile.
+///
+/// # Examples
+/// ```
+/// let pool = parview::Pool::builder().workers(2).build().unwrap();
+/// let dv = pool.direct();
+/// let on = dv.apply(|_| parview::Pool::global().current_engine().is_none());
+/// assert_eq!(on, vec![true, true]); // they are engines of `pool`, not of the global pool
+/// ```
+#[derive(Debug, Clone)]
+pub struct DirectView<'p> {
+    pool: &'p Pool,
+    targets: Vec<usize>,
+    timeline: bool,
+}
+
+/// Typed per-engine values that live across calls (ipyparallel's push/pull/scatter without
+/// string keys). Created by [`DirectView::init`] or [`DirectView::scatter`].
+///
+/// # Examples
+/// ```
+/// let pool = parview::Pool::builder().workers(2).build().unwrap();
+/// let dv = pool.direct();
+/// let counters = dv.init(|_engine| 0u64);
+/// for _ in 0..5 {
+///     dv.apply_with(&counters, |_, c| *c += 1);
+/// }
+/// assert_eq!(dv.pull(&counters), vec![5, 5]);
+/// ```
+pub struct EngineState<S> {
+    pool_id: usize,
+    engines: Vec<usize>,
+    slots: Box<[CachePadded<Mutex<Option<S>>>]>,
+}
+
+impl<S> std::fmt::Debug for EngineState<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineState")
+            .field("engines", &self.engines)
+            .finish()
+    }
+}
+
+impl<S> EngineState<S> {
+    /// The engines holding a value, in the order they were created for.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(3).build().unwrap();
+    /// let st = pool.direct_to(&[2, 0]).unwrap().init(|e| e);
+    /// assert_eq!(st.engines(), &[2, 0]);
+    /// ```
+    pub fn engines(&self) -> &[usize] {
+        &self.engines
+    }
+
+    /// The values, in [`engines`](Self::engines) order.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let st = pool.direct().init(|e| format!("engine {e}"));
+    /// assert_eq!(st.into_values(), vec!["engine 0", "engine 1"]);
+    /// ```
+    pub fn into_values(self) -> Vec<S> {
+        let EngineState { engines, slots, .. } = self;
+        let mut slots: Vec<_> = slots
+            .into_vec()
+            .into_iter()
+            .map(|m| {
+                m.into_inner()
+                    .into_inner()
+                    .unwrap_or_else(|e| e.into_inner())
+            })
+            .collect();
+        engines
+            .iter()
+            .map(|&e| slots[e].take().expect("state present"))
+            .collect()
+    }
+
+    fn slot(&self, engine: usize) -> std::sync::MutexGuard<'_, Option<S>> {
+        self.slots[engine].lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<'p> DirectView<'p> {
+    /// The targeted engines, in view order.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// assert_eq!(pool.direct().targets(), &[0, 1]);
+    /// ```
+    pub fn targets(&self) -> &[usize] {
+        &self.targets
+    }
+
+    /// Record a [`Timeline`] for [`map_timed`](Self::map_timed) and async maps.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let (v, tl) = pool.direct().record_timeline().map_timed(&[1, 2, 3, 4], |x| x + 1);
+    /// assert_eq!(v, vec![2, 3, 4, 5]);
+    /// assert_eq!(tl.chunks(), 2);
+    /// ```
+    pub fn record_timeline(mut self) -> Self {
+        self.timeline = true;
+        self
+    }
+
+    /// Runs `f(engine)` once on each targeted engine; results in view order.
+    ///
+    /// # Panics
+    /// After all engines ran, if `f` panicked on some (the message names the first failing
+    /// position in view order and the count).
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let names = pool.direct().apply(|e| format!("engine {e}"));
+    /// assert_eq!(names, vec!["engine 0", "engine 1"]);
+    /// ```
+    pub fn apply<R, F>(&self, f: F) -> Vec<R>
+    where
+        R: Send,
+        F: Fn(usize) -> R + Sync,
+    {
+        let t = &self.targets;
+        self.run(0..t.len(), |k| f(t[k]), None)
+            .unwrap_or_else(|e| raise(e, t.len()))
+    }
+
+    /// Static map over the targeted engines: engine `targets[k]` runs block `k` of the input
+    /// (sizes differing by at most one); results in input order.
+    ///
+    /// # Panics
+    /// As [`Pool::par_map`]: after all other items ran, naming the lowest failing index.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// assert_eq!(pool.direct().map(0..6u32, |i| i * 2), vec![0, 2, 4, 6, 8, 10]);
+    /// ```
+    pub fn map<I, R, F>(&self, input: I, f: F) -> Vec<R>
+    where
+        I: IntoMapInput,
+        R: Send,
+        F: Fn(I::Item) -> R + Sync,
+    {
+        let input = input.into_map_input();
+        let n = crate::map::input::MapInput::len(&input);
+        self.run(crate::map::Passthrough(input), f, None)
+            .unwrap_or_else(|e| raise(e, n))
+    }
+
+    /// [`map`](Self::map) that also returns the per-chunk [`Timeline`] (one chunk per engine).
+    ///
+    /// # Panics
+    /// As [`map`](Self::map).
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let (_, tl) = pool.direct().map_timed(0..100u32, |i| i);
+    /// assert_eq!(tl.items(), 100);
+    /// ```
+    pub fn map_timed<I, R, F>(&self, input: I, f: F) -> (Vec<R>, Timeline)
+    where
+        I: IntoMapInput,
+        R: Send,
+        F: Fn(I::Item) -> R + Sync,
+    {
+        let input = input.into_map_input();
+        let n = crate::map::input::MapInput::len(&input);
+        let tracker = Arc::new(Tracker::new(n, true));
+        let v = self
+            .run(crate::map::Passthrough(input), f, Some(tracker.clone()))
+            .unwrap_or_else(|e| raise(e, n));
+        let (records, wall) = tracker.take_records();
+        (
+            v,
+            Timeline::new("direct (static)", self.pool.workers(), wall, records),
+        )
+    }
+
+    fn run<I, R, F>(
+        &self,
+        input: I,
+        f: F,
+        tracker: Option<Arc<Tracker>>,
+    ) -> Result<Vec<R>, MapError>
+    where
+        I: IntoMapInput,
+        R: Send,
+        F: Fn(I::Item) -> R + Sync,
+    {
+        let input = input.into_map_input();
+        let n = crate::map::input::MapInput::len(&input);
+        let mut out: Vec<R> = Vec::with_capacity(n);
+        if n == 0 {
+            return Ok(out);
+        }
+        let disp = Dispenser::new(Schedule::Static, n, self.targets.len());
+        let body = Body::new(
+            input,
+            |x| Ok::<R, Infallible>(f(x)),
+            VecSink(out.as_mut_ptr()),
+            disp,
+            true,
+            tracker,
+        );
+        run_borrowed(
+            &self.pool.reg,
+            &body,
+            self.targets.len(),
+            Mode::Directed(&self.targets),
+        );
+        let mut rep = body.conclude();
+        if rep.holes.is_empty() && rep.panic.is_none() {
+            // SAFETY: no holes: all n slots were written, and every participant has left.
+            unsafe { out.set_len(n) };
+            return Ok(out);
+        }
+        // SAFETY: slots outside the holes were written; dropped once; `out` keeps length 0.
+        unsafe { crate::map::drop_written(out.as_mut_ptr(), n, &mut rep.holes) };
+        Err(crate::map::report_error(rep, 0, n).expect("holes imply an error"))
+    }
+
+    /// One contiguous slice of `data` per targeted engine, `f(engine, piece)` run on that engine,
+    /// results in view order (ipyparallel's scatter + apply + gather). No copies.
+    ///
+    /// # Panics
+    /// As [`apply`](Self::apply).
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let data = [1, 2, 3, 4, 5];
+    /// let lens = pool.direct().scatter_gather(&data, |_, piece| piece.len());
+    /// assert_eq!(lens, vec![3, 2]);
+    /// ```
+    pub fn scatter_gather<T, R, F>(&self, data: &[T], f: F) -> Vec<R>
+    where
+        T: Sync,
+        R: Send,
+        F: Fn(usize, &[T]) -> R + Sync,
+    {
+        let (n, p, t) = (data.len(), self.targets.len(), &self.targets);
+        self.run(0..p, |k| f(t[k], &data[static_block(n, p, k)]), None)
+            .unwrap_or_else(|e| raise(e, p))
+    }
+
+    /// Creates per-engine state: `init(engine)` runs once on each targeted engine, and the value
+    /// stays there across calls.
+    ///
+    /// # Panics
+    /// As [`apply`](Self::apply), if `init` panics.
+    ///
+    /// # Examples
+    /// ```
+    /// use rand::{RngExt, SeedableRng};
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let dv = pool.direct();
+    /// let rngs = dv.init(|e| rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(e as u64));
+    /// let draws = dv.apply_with(&rngs, |_, rng| rng.random::<f64>());
+    /// assert_eq!(draws.len(), 2);
+    /// ```
+    pub fn init<S, F>(&self, init: F) -> EngineState<S>
+    where
+        S: Send,
+        F: Fn(usize) -> S + Sync,
+    {
+        let slots: Box<[CachePadded<Mutex<Option<S>>>]> = (0..self.pool.workers())
+            .map(|_| CachePadded::new(Mutex::new(None)))
+            .collect();
+        let state = EngineState {
+            pool_id: self.pool.reg.id(),
+            engines: self.targets.clone(),
+            slots,
+        };
+        self.apply(|e| *state.slot(e) = Some(init(e)));
+        state
+    }
+
+    fn check_state<S>(&self, state: &EngineState<S>) {
+        assert_eq!(
+            state.pool_id,
+            self.pool.reg.id(),
+            "parview: invalid argument `state`: it belongs to another pool"
+        );
+        for &e in &self.targets {
+            assert!(
+                state.engines.contains(&e),
+                "parview: invalid argument `state`: engine {e} has no value (the state lives on engines {:?})",
+                state.engines
+            );
+        }
+    }
+
+    /// Runs `f(engine, &mut value)` on each targeted engine with that engine's own value.
+    ///
+    /// # Panics
+    /// If `state` belongs to another pool or lacks a targeted engine (the message names
+    /// `state`), or as [`apply`](Self::apply) if `f` panics.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let dv = pool.direct();
+    /// let buf = dv.init(|_| Vec::<u32>::new());
+    /// dv.apply_with(&buf, |e, v| v.push(e as u32));
+    /// assert_eq!(dv.pull(&buf), vec![vec![0], vec![1]]);
+    /// ```
+    pub fn apply_with<S, R, F>(&self, state: &EngineState<S>, f: F) -> Vec<R>
+    where
+        S: Send,
+        R: Send,
+        F: Fn(usize, &mut S) -> R + Sync,
+    {
+        self.check_state(state);
+        self.apply(|e| f(e, state.slot(e).as_mut().expect("checked")))
+    }
+
+    /// Static map where engine `targets[k]` runs block `k` with `&mut` its own value.
+    ///
+    /// # Panics
+    /// As [`apply_with`](Self::apply_with); a panicking item is reported by its input index
+    /// after all other items ran.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let dv = pool.direct();
+    /// let seen = dv.init(|_| 0usize);
+    /// let v = dv.map_with(&seen, 0..10u32, |count, i| { *count += 1; i * 3 });
+    /// assert_eq!(v[9], 27);
+    /// assert_eq!(dv.pull(&seen).iter().sum::<usize>(), 10);
+    /// ```
+    pub fn map_with<S, I, R, F>(&self, state: &EngineState<S>, input: I, f: F) -> Vec<R>
+    where
+        S: Send,
+        I: IntoMapInput,
+        R: Send,
+        F: Fn(&mut S, I::Item) -> R + Sync,
+    {
+        use crate::map::input::MapInput;
+        self.check_state(state);
+        let input = input.into_map_input();
+        let (n, p) = (input.len(), self.targets.len());
+        let failures: Mutex<(usize, Option<(usize, String)>)> = Mutex::new((0, None));
+        let pieces = self.apply(|e| {
+            let k = self.targets.iter().position(|&t| t == e).expect("targeted");
+            let mut guard = state.slot(e);
+            let s = guard.as_mut().expect("checked");
+            let block = static_block(n, p, k);
+            let mut out = Vec::with_capacity(block.len());
+            for i in block {
+                // SAFETY: blocks of distinct slots are disjoint and each slot runs once, so index
+                // `i` is taken exactly once, and `i < n`.
+                let item = unsafe { input.take(i) };
+                match panic::catch_unwind(AssertUnwindSafe(|| f(s, item))) {
+                    Ok(r) => out.push(r),
+                    Err(payload) => {
+                        let mut fl = failures.lock().unwrap_or_else(|e| e.into_inner());
+                        fl.0 += 1;
+                        if fl.1.as_ref().is_none_or(|(j, _)| i < *j) {
+                            fl.1 = Some((i, panic_message(&*payload)));
+                        }
+                    }
+                }
+            }
+            out
+        });
+        let (failed, first) = failures.into_inner().unwrap_or_else(|e| e.into_inner());
+        if let Some((index, message)) = first {
+            raise::<Infallible>(
+                MapError::Panicked {
+                    index,
+                    message,
+                    failed,
+                },
+                n,
+            );
+        }
+        pieces.into_iter().flatten().collect()
+    }
+
+    /// The values of per-engine state, in view order (ipyparallel's `pull`).
+    ///
+    /// # Panics
+    /// As [`apply_with`](Self::apply_with) for a `state` that does not fit the view.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let dv = pool.direct();
+    /// let st = dv.init(|e| e * e);
+    /// assert_eq!(dv.pull(&st), vec![0, 1]);
+    /// ```
+    pub fn pull<S: Clone>(&self, state: &EngineState<S>) -> Vec<S> {
+        self.check_state(state);
+        self.targets
+            .iter()
+            .map(|&e| state.slot(e).clone().expect("checked"))
+            .collect()
+    }
+
+    /// Splits `data` into one contiguous piece per targeted engine (sizes differing by at most
+    /// one) and stores piece `k` on engine `targets[k]` (ipyparallel's `scatter`).
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let dv = pool.direct();
+    /// let pieces = dv.scatter(&[1, 2, 3]);
+    /// assert_eq!(dv.pull(&pieces), vec![vec![1, 2], vec![3]]);
+    /// assert_eq!(dv.gather(&pieces), vec![1, 2, 3]);
+    /// ```
+    pub fn scatter<T: Clone + Send + Sync>(&self, data: &[T]) -> EngineState<Vec<T>> {
+        let (n, p) = (data.len(), self.targets.len());
+        let t = &self.targets;
+        self.init(|e| {
+            let k = t.iter().position(|&x| x == e).expect("targeted");
+            data[static_block(n, p, k)].to_vec()
+        })
+    }
+
+    /// Concatenates per-engine vectors in view order (ipyparallel's `gather`).
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let dv = pool.direct();
+    /// let pieces = dv.scatter(&[1.0, 2.0, 3.0, 4.0]);
+    /// dv.apply_with(&pieces, |_, v| v.iter_mut().for_each(|x| *x *= 10.0));
+    /// assert_eq!(dv.gather(&pieces), vec![10.0, 20.0, 30.0, 40.0]);
+    /// ```
+    pub fn gather<T: Clone>(&self, state: &EngineState<Vec<T>>) -> Vec<T> {
+        self.pull(state).into_iter().flatten().collect()
+    }
+
+    /// [`apply`](Self::apply) in the background: returns at once with an [`AsyncResult`].
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let ar = pool.direct().apply_async(|e| e + 100);
+    /// assert_eq!(ar.get().unwrap(), vec![100, 101]);
+    /// ```
+    pub fn apply_async<R, F>(&self, f: F) -> AsyncResult<Vec<R>>
+    where
+        R: Send + 'static,
+        F: Fn(usize) -> R + Send + Sync + 'static,
+    {
+        let t = self.targets.clone();
+        self.pool.start_async(
+            Schedule::Static,
+            0..t.len(),
+            move |k| f(t[k]),
+            <VecOut<_> as AsyncOutput>::new,
+            Placement::Directed(&self.targets),
+            "direct apply",
+            self.timeline,
+        )
+    }
+
+    /// [`map`](Self::map) in the background, for owned input and a `'static` closure.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let ar = pool.direct().map_async(vec![1, 2, 3], |x| x * 2);
+    /// assert_eq!(ar.get().unwrap(), vec![2, 4, 6]);
+    /// ```
+    pub fn map_async<I, R, F>(&self, input: I, f: F) -> AsyncResult<Vec<R>>
+    where
+        I: IntoMapInput,
+        I::Input: Send + 'static,
+        R: Send + 'static,
+        F: Fn(I::Item) -> R + Send + Sync + 'static,
+    {
+        self.pool.start_async(
+            Schedule::Static,
+            input,
+            f,
+            <VecOut<_> as AsyncOutput>::new,
+            Placement::Directed(&self.targets),
+            "direct (static)",
+            self.timeline,
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Hands chunks to whichever engine is idle, cut by the view's [`Schedule`].
+///
+/// Blocking maps put the calling thread to work too. Every schedule is accepted: `Static` and
+/// `StaticChunked` still cut OpenMP's static blocks, but here an idle engine takes any block
+/// not yet started, so they are balanced over `P` blocks; use a [`DirectView`] for a static
+/// split pinned to engines.
+///
+/// # Examples
+/// ```
+/// use parview::{Pool, Schedule};
+/// let pool = Pool::builder().workers(2).build().unwrap();
+/// let lb = pool.load_balanced().schedule(Schedule::Dynamic(1));
+/// let costs = [30u64, 1, 1, 1];
+/// let out = lb.map(&costs, |&ms| { std::thread::sleep(std::time::Duration::from_millis(ms)); ms });
+/// assert_eq!(out, costs);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct LoadBalancedView<'p> {
+    pool: &'p Pool,
+    schedule: Schedule,
+    timeline: bool,
+}
+
+/// A [`LoadBalancedView`] whose maps return one `Result<R, ItemError>` per item instead of
+/// failing as a whole (ipyparallel's `return_exceptions=True`).
+///
+/// # Examples
+/// ```
+/// let pool = parview::Pool::builder().workers(2).build().unwrap();
+/// let out = pool.load_balanced().return_exceptions().map(&[2, 0], |&x| 8 / x);
+/// assert_eq!(out[0], Ok(4));
+/// assert!(out[1].as_ref().unwrap_err().message.contains("divide by zero"));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ReturnExceptions<'p> {
+    view: LoadBalancedView<'p>,
+}
+
+impl<'p> LoadBalancedView<'p> {
+    /// Sets the schedule (default [`Schedule::Adaptive`]).
+    ///
+    /// # Panics
+    /// If the schedule is invalid (a chunk of 0; the message names `chunk`).
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let lb = pool.load_balanced().schedule(parview::Schedule::Guided(2));
+    /// assert_eq!(lb.get_schedule(), parview::Schedule::Guided(2));
+    /// ```
+    pub fn schedule(mut self, schedule: Schedule) -> Self {
+        if let Err(e) = schedule.validate() {
+            panic!("parview: {e}");
+        }
+        self.schedule = schedule;
+        self
+    }
+
+    /// The view's schedule.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// assert_eq!(pool.load_balanced().get_schedule(), parview::Schedule::Adaptive);
+    /// ```
+    pub fn get_schedule(&self) -> Schedule {
+        self.schedule
+    }
+
+    /// Record a [`Timeline`] for [`map_timed`](Self::map_timed) and async maps.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let ar = pool.load_balanced().record_timeline().map_async(vec![1, 2], |x| x);
+    /// ar.wait();
+    /// assert!(ar.timeline().is_some());
+    /// ```
+    pub fn record_timeline(mut self) -> Self {
+        self.timeline = true;
+        self
+    }
+
+    /// Per-item results instead of whole-map failure (`return_exceptions=True`).
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let r = pool.load_balanced().return_exceptions().map(&[1], |x| *x);
+    /// assert_eq!(r, vec![Ok(1)]);
+    /// ```
+    pub fn return_exceptions(self) -> ReturnExceptions<'p> {
+        ReturnExceptions { view: self }
+    }
+
+    /// Ordered map; results in input order.
+    ///
+    /// # Panics
+    /// As [`Pool::par_map`].
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// assert_eq!(pool.load_balanced().map(0..4u8, |i| i + 1), vec![1, 2, 3, 4]);
+    /// ```
+    pub fn map<I, R, F>(&self, input: I, f: F) -> Vec<R>
+    where
+        I: IntoMapInput,
+        R: Send,
+        F: Fn(I::Item) -> R + Sync,
+    {
+        self.pool.par_map_with(self.schedule, input, f)
+    }
+
+    /// [`map`](Self::map) that also returns the per-chunk [`Timeline`].
+    ///
+    /// # Panics
+    /// As [`map`](Self::map).
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let (v, tl) = pool.load_balanced().map_timed(0..1000u32, |i| i);
+    /// assert_eq!(v.len(), 1000);
+    /// assert_eq!(tl.items(), 1000);
+    /// ```
+    pub fn map_timed<I, R, F>(&self, input: I, f: F) -> (Vec<R>, Timeline)
+    where
+        I: IntoMapInput,
+        R: Send,
+        F: Fn(I::Item) -> R + Sync,
+    {
+        let input = input.into_map_input();
+        let n = crate::map::input::MapInput::len(&input);
+        let tracker = Arc::new(Tracker::new(n, true));
+        let v = self
+            .pool
+            .map_vec(
+                self.schedule,
+                crate::map::Passthrough(input),
+                |x| Ok::<R, Infallible>(f(x)),
+                Some(tracker.clone()),
+            )
+            .unwrap_or_else(|e| raise(e, n));
+        let (records, wall) = tracker.take_records();
+        (
+            v,
+            Timeline::new(
+                format!("load-balanced ({})", self.schedule),
+                self.pool.workers(),
+                wall,
+                records,
+            ),
+        )
+    }
+
+    /// Runs one task and returns its result (the calling thread runs it: it would wait anyway).
+    ///
+    /// # Panics
+    /// If `f` panics (re-raised with parview's message).
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// assert_eq!(pool.load_balanced().apply(|| 6 * 7), 42);
+    /// ```
+    pub fn apply<R, F>(&self, f: F) -> R
+    where
+        R: Send,
+        F: FnOnce() -> R + Send,
+    {
+        let f = Mutex::new(Some(f));
+        let mut v = self
+            .pool
+            .par_map_with(Schedule::Dynamic(1), 0..1usize, |_| {
+                (f.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                    .expect("runs once"))()
+            });
+        v.pop().expect("one result")
+    }
+
+    /// Submits one task to run on an engine; returns at once (`concurrent.futures`' `submit`).
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let fut = pool.load_balanced().submit(|| "done");
+    /// assert_eq!(fut.get().unwrap(), "done");
+    /// ```
+    pub fn submit<R, F>(&self, f: F) -> AsyncResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce() -> R + Send + 'static,
+    {
+        let f = Mutex::new(Some(f));
+        let ar = self.pool.start_async(
+            Schedule::Dynamic(1),
+            0..1usize,
+            move |_| {
+                (f.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                    .expect("runs once"))()
+            },
+            <VecOut<_> as AsyncOutput>::new,
+            Placement::Shared,
+            "submit",
+            self.timeline,
+        );
+        ar.map_value(|mut v: Vec<R>| v.pop().expect("one result"))
+    }
+
+    /// A background map over owned input with a `'static` closure.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let ar = pool.load_balanced().map_async(0..100u64, |i| i * 2);
+    /// assert_eq!(ar.get().unwrap()[50], 100);
+    /// ```
+    pub fn map_async<I, R, F>(&self, input: I, f: F) -> AsyncResult<Vec<R>>
+    where
+        I: IntoMapInput,
+        I::Input: Send + 'static,
+        R: Send + 'static,
+        F: Fn(I::Item) -> R + Send + Sync + 'static,
+    {
+        let label = format!("load-balanced ({})", self.schedule);
+        self.pool.start_async(
+            self.schedule,
+            input,
+            f,
+            <VecOut<_> as AsyncOutput>::new,
+            Placement::Shared,
+            &label,
+            self.timeline,
+        )
+    }
+
+    /// Results in input order, each yielded as soon as it and all before it are done
+    /// (`multiprocessing.Pool.imap`). Uses `Dynamic(1)` unless the view's schedule was set to
+    /// something other than the default; a panicked item yields its [`ItemError`].
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let v: Vec<_> = pool.load_balanced().imap(vec![3, 1, 2], |x| x * 10).map(Result::unwrap).collect();
+    /// assert_eq!(v, vec![30, 10, 20]);
+    /// ```
+    pub fn imap<I, R, F>(&self, input: I, f: F) -> Imap<R>
+    where
+        I: IntoMapInput,
+        I::Input: Send + 'static,
+        R: Send + 'static,
+        F: Fn(I::Item) -> R + Send + Sync + 'static,
+    {
+        let (ar, rx, n) = self.pool.start_streaming(self.stream_schedule(), input, f);
+        Imap::new(ar, rx, n)
+    }
+
+    /// `(index, result)` pairs in completion order (`imap_unordered`). Schedule as for
+    /// [`imap`](Self::imap).
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let mut got: Vec<_> = pool.load_balanced().imap_unordered(vec![5, 6], |x| x).map(|(i, r)| (i, r.unwrap())).collect();
+    /// got.sort();
+    /// assert_eq!(got, vec![(0, 5), (1, 6)]);
+    /// ```
+    pub fn imap_unordered<I, R, F>(&self, input: I, f: F) -> ImapUnordered<R>
+    where
+        I: IntoMapInput,
+        I::Input: Send + 'static,
+        R: Send + 'static,
+        F: Fn(I::Item) -> R + Send + Sync + 'static,
+    {
+        let (ar, rx, n) = self.pool.start_streaming(self.stream_schedule(), input, f);
+        ImapUnordered::new(ar, rx, n)
+    }
+
+    fn stream_schedule(&self) -> Schedule {
+        if self.schedule == Schedule::default() {
+            Schedule::Dynamic(1)
+        } else {
+            self.schedule
+        }
+    }
+}
+
+impl<'p> ReturnExceptions<'p> {
+    /// Ordered map with one `Result` per item; a panicking item gives its [`ItemError`].
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let out = pool.load_balanced().return_exceptions().map(0..3u32, |i| { assert!(i != 1); i });
+    /// assert!(out[0].is_ok() && out[1].is_err() && out[2].is_ok());
+    /// ```
+    pub fn map<I, R, F>(&self, input: I, f: F) -> Vec<Result<R, ItemError>>
+    where
+        I: IntoMapInput,
+        R: Send,
+        F: Fn(I::Item) -> R + Sync,
+    {
+        let v = &self.view;
+        let input = input.into_map_input();
+        let n = crate::map::input::MapInput::len(&input);
+        let mut out: Vec<Result<R, ItemError>> = Vec::with_capacity(n);
+        if n == 0 {
+            return out;
+        }
+        let disp = Dispenser::new(v.schedule, n, v.pool.workers());
+        let units = disp.max_units();
+        let body = Body::new(
+            input,
+            |x| Ok::<R, Infallible>(f(x)),
+            crate::map::ResultSink(VecSink(out.as_mut_ptr())),
+            disp,
+            false,
+            None,
+        );
+        v.pool.run_shared(&body, units);
+        let rep = body.conclude();
+        assert!(
+            rep.holes.is_empty(),
+            "a map that is not stopped leaves no holes"
+        );
+        // SAFETY: every slot holds Ok(result) or the Err of its item's panic.
+        unsafe { out.set_len(n) };
+        out
+    }
+
+    /// [`map`](Self::map) in the background.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let ar = pool.load_balanced().return_exceptions().map_async(vec![1, 0], |x| 2 / x);
+    /// let out = ar.get().unwrap();
+    /// assert_eq!(out[0], Ok(2));
+    /// assert_eq!(out[1].as_ref().unwrap_err().index, 1);
+    /// ```
+    pub fn map_async<I, R, F>(&self, input: I, f: F) -> AsyncResult<Vec<Result<R, ItemError>>>
+    where
+        I: IntoMapInput,
+        I::Input: Send + 'static,
+        R: Send + 'static,
+        F: Fn(I::Item) -> R + Send + Sync + 'static,
+    {
+        let v = &self.view;
+        v.pool.start_async(
+            v.schedule,
+            input,
+            f,
+            <ResultsOut<_> as AsyncOutput>::new,
+            Placement::Shared,
+            "return_exceptions",
+            v.timeline,
+        )
+    }
+}
