@@ -199,6 +199,7 @@ where
             let rep = self.body.conclude();
             let res = self.out.finish(rep, self.n, self.tracker().done());
             *self.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(res);
+            self.tracker().mark_finished();
             self.completion.set();
         }
     }
@@ -227,7 +228,7 @@ where
 pub(crate) trait AsyncCore<T>: Send + Sync {
     fn completion(&self) -> &Completion;
     fn take(&self) -> Option<Result<T, MapError>>;
-    fn tracker(&self) -> &Tracker;
+    fn tracker(&self) -> &Arc<Tracker>;
     fn stop(&self);
     fn timeline(&self) -> Option<Timeline>;
 }
@@ -244,8 +245,8 @@ where
     fn take(&self) -> Option<Result<O::T, MapError>> {
         self.result.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
-    fn tracker(&self) -> &Tracker {
-        AsyncMap::tracker(self)
+    fn tracker(&self) -> &Arc<Tracker> {
+        self.body.tracker.as_ref().expect("async maps always track")
     }
     fn stop(&self) {
         self.body.stop();
@@ -497,7 +498,7 @@ where
         let f = self.f.lock().unwrap_or_else(|e| e.into_inner()).take()?;
         Some(r.map(f))
     }
-    fn tracker(&self) -> &Tracker {
+    fn tracker(&self) -> &Arc<Tracker> {
         self.inner.tracker()
     }
     fn stop(&self) {
@@ -505,6 +506,24 @@ where
     }
     fn timeline(&self) -> Option<Timeline> {
         self.inner.timeline()
+    }
+}
+
+#[cfg(feature = "progress")]
+impl<T> AsyncResult<T> {
+    /// Draws a progress bar for this map on stderr until it finishes (hidden when stderr is not
+    /// a terminal). Feature `progress`.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let ar = pool.load_balanced().map_async(0..1000u64, |i| i + 1);
+    /// ar.show_progress("increment");
+    /// assert_eq!(ar.get().unwrap().len(), 1000);
+    /// ```
+    pub fn show_progress(&self, label: &str) {
+        let bar = crate::progress::Bar::start(label, self.core.tracker().clone());
+        bar.detach();
     }
 }
 
@@ -526,6 +545,7 @@ pub(crate) enum Placement<'t> {
 
 impl Pool {
     /// Starts a background map of `input` with `f`, keeping results in `O`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start_async<I, F, O>(
         &self,
         schedule: Schedule,

@@ -3,11 +3,15 @@
 #![warn(missing_docs)]
 
 mod async_result;
+#[cfg(feature = "mpi")]
+pub mod cluster;
 pub mod demo;
 mod error;
 mod latch;
 mod map;
 pub mod pool;
+#[cfg(feature = "progress")]
+mod progress;
 pub mod reduce;
 pub mod rng;
 pub mod schedule;

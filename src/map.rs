@@ -336,6 +336,7 @@ pub(crate) struct Tracker {
     last_ns: AtomicU64,
     busy_ns: AtomicU64,
     records: Option<Mutex<Vec<ChunkRecord>>>,
+    finished: std::sync::atomic::AtomicBool,
 }
 
 /// Timings of a map, as ipyparallel reports them.
@@ -357,7 +358,19 @@ impl Tracker {
             last_ns: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
             records: timeline.then(|| Mutex::new(Vec::new())),
+            finished: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Marks the map as over (finished, failed or aborted).
+    pub(crate) fn mark_finished(&self) {
+        self.finished.store(true, Ordering::Release);
+    }
+
+    /// Whether [`mark_finished`](Self::mark_finished) was called.
+    #[cfg_attr(not(feature = "progress"), allow(dead_code))]
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
     }
 
     #[inline]
@@ -1145,7 +1158,10 @@ impl Pool {
         let units = disp.max_units();
         let body = Body::new(
             input,
-            |x| Ok::<(), std::convert::Infallible>(f(x)),
+            |x| {
+                f(x);
+                Ok::<(), std::convert::Infallible>(())
+            },
             NoSink,
             disp,
             false,

@@ -112,6 +112,7 @@ impl Pool {
             pool: self,
             schedule: Schedule::default(),
             timeline: false,
+            progress: None,
         }
     }
 }
@@ -634,11 +635,13 @@ impl<'p> DirectView<'p> {
 /// let out = lb.map(&costs, |&ms| { std::thread::sleep(std::time::Duration::from_millis(ms)); ms });
 /// assert_eq!(out, costs);
 /// ```
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LoadBalancedView<'p> {
     pool: &'p Pool,
     schedule: Schedule,
     timeline: bool,
+    #[cfg_attr(not(feature = "progress"), allow(dead_code))]
+    progress: Option<Arc<str>>,
 }
 
 /// A [`LoadBalancedView`] whose maps return one `Result<R, ItemError>` per item instead of
@@ -651,7 +654,7 @@ pub struct LoadBalancedView<'p> {
 /// assert_eq!(out[0], Ok(4));
 /// assert!(out[1].as_ref().unwrap_err().message.contains("divide by zero"));
 /// ```
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ReturnExceptions<'p> {
     view: LoadBalancedView<'p>,
 }
@@ -701,6 +704,22 @@ impl<'p> LoadBalancedView<'p> {
         self
     }
 
+    /// Show a progress bar (counting finished items, with rate and ETA) on stderr for this
+    /// view's `map` and `map_async` calls; hidden when stderr is not a terminal.
+    /// Feature `progress`.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let v = pool.load_balanced().progress("squares").map(0..10_000u64, |i| i * i);
+    /// assert_eq!(v[9_999], 9_999 * 9_999);
+    /// ```
+    #[cfg(feature = "progress")]
+    pub fn progress(mut self, label: &str) -> Self {
+        self.progress = Some(Arc::from(label));
+        self
+    }
+
     /// Per-item results instead of whole-map failure (`return_exceptions=True`).
     ///
     /// # Examples
@@ -729,6 +748,21 @@ impl<'p> LoadBalancedView<'p> {
         R: Send,
         F: Fn(I::Item) -> R + Sync,
     {
+        #[cfg(feature = "progress")]
+        if let Some(label) = &self.progress {
+            let input = input.into_map_input();
+            let n = crate::map::input::MapInput::len(&input);
+            let tracker = Arc::new(Tracker::new(n, false));
+            let bar = crate::progress::Bar::start(label, tracker.clone());
+            let v = self.pool.map_vec(
+                self.schedule,
+                crate::map::Passthrough(input),
+                |x| Ok::<R, Infallible>(f(x)),
+                Some(tracker),
+            );
+            bar.finish();
+            return v.unwrap_or_else(|e| raise(e, n));
+        }
         self.pool.par_map_with(self.schedule, input, f)
     }
 

@@ -1,0 +1,1150 @@
+//! Scale-out over MPI with the same calls as the local pool (feature `mpi`).
+//!
+//! A [`Cluster`] is created once per process, on the thread that will make
+//! every MPI call (MPI threading level *Funneled*: only that thread talks to
+//! MPI, the local [`Pool`] threads only compute). Every rank runs the same
+//! program (SPMD); the collective methods must be called by **all** ranks in
+//! the same order:
+//!
+//! * [`Cluster::par_map`] — per-item map, results on the root in input order;
+//! * [`Cluster::scatter_gather`] — per-piece map over contiguous pieces;
+//! * [`Cluster::map_reduce`] / [`Cluster::all_map_reduce`] — deterministic
+//!   reductions: the same bits for any ranks × workers layout;
+//! * [`Cluster::scatter`] / [`Cluster::gather`] — the building blocks.
+//!
+//! Data travels as MPI datatypes, so elements are [`Equivalence`] types
+//! (`f64`, `u64`, `i32`, ...).
+//!
+//! A panic on any rank aborts the whole MPI job (`MPI_Abort`) with a message
+//! naming the rank, instead of leaving the other ranks blocked in a
+//! collective forever.
+//!
+//! The examples in this module are `no_run`: doc tests cannot start
+//! `mpirun`. See `examples/mpi_pi.rs`, `examples/mpi_gauss.rs` and
+//! `tests/mpi.rs` for programs that run under `mpirun -n 2`.
+//!
+//! ```no_run
+//! use parview::cluster::Cluster;
+//!
+//! let cluster = Cluster::init().expect("MPI init");
+//! let data: Vec<f64> = if cluster.is_root() {
+//!     (0..1000).map(|i| i as f64).collect()
+//! } else {
+//!     Vec::new() // only the root's data is read
+//! };
+//! if let Some(squares) = cluster.par_map(&data, |x| x * x) {
+//!     assert_eq!(squares[3], 9.0); // only the root gets Some
+//! }
+//! ```
+
+// Pool / reducer imports: the only lines that depend on the rest of the crate.
+use crate::reduce::tree_reduce;
+use crate::{Pool, Schedule};
+
+use std::any::Any;
+use std::ops::Range;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Once, OnceLock};
+use std::thread::{self, ThreadId};
+
+use mpi::collective::{CommunicatorCollectives, Root};
+use mpi::datatype::{Partition, PartitionMut};
+use mpi::environment::Universe;
+use mpi::topology::{Communicator, SimpleCommunicator};
+use mpi::{Count, Threading};
+
+/// Element types that can travel between ranks (re-export of
+/// `mpi::datatype::Equivalence`): `f64`, `f32`, `u64`, `i64`, `u32`, `i32`,
+/// `u8`, `bool`, `usize`, ...
+///
+/// # Example
+///
+/// ```
+/// fn sendable<T: parview::cluster::Equivalence>() {}
+/// sendable::<f64>();
+/// sendable::<u64>();
+/// ```
+pub use mpi::datatype::Equivalence;
+
+/// Environment variables through which launchers announce the job size:
+/// Open MPI's `mpirun` (`OMPI_COMM_WORLD_SIZE`), MPICH/Hydra, Intel MPI and
+/// Slurm PMI-1/PMI-2 (`PMI_SIZE`), and PMIx launchers that export it
+/// (`PMIX_SIZE`).
+///
+/// # Example
+///
+/// ```
+/// assert!(parview::cluster::LAUNCHER_SIZE_VARS.contains(&"OMPI_COMM_WORLD_SIZE"));
+/// ```
+pub const LAUNCHER_SIZE_VARS: [&str; 3] = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"];
+
+/// Environment variable read for the number of local workers per rank when
+/// neither [`ClusterBuilder::workers`] nor this variable is set (same
+/// variable as the local pool).
+///
+/// # Example
+///
+/// ```text
+/// mpirun -n 2 -x PARVIEW_WORKERS=4 target/release/examples/mpi_pi
+/// ```
+pub const WORKERS_VAR: &str = "PARVIEW_WORKERS";
+
+/// Why a [`Cluster`] could not be created.
+///
+/// # Example
+///
+/// ```no_run
+/// use parview::cluster::{Cluster, ClusterError};
+///
+/// match Cluster::init() {
+///     Ok(cluster) => println!("rank {} of {}", cluster.rank(), cluster.size()),
+///     Err(e @ ClusterError::LauncherMismatch { .. }) => {
+///         eprintln!("{e}");
+///         std::process::exit(2);
+///     }
+///     Err(e) => panic!("{e}"),
+/// }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// MPI was already initialised in this process (a `Cluster` or another
+    /// MPI user exists or existed); MPI can be initialised once per process.
+    #[error("MPI is already initialised in this process: create one Cluster per process, once")]
+    AlreadyInitialized,
+    /// The MPI library cannot give the threading level the cluster needs.
+    #[error(
+        "the MPI library provides threading level {provided}, parview::cluster needs at \
+         least Funneled (MPI calls from the main thread while pool threads compute)"
+    )]
+    ThreadingUnsupported {
+        /// The level MPI provided (`Single`).
+        provided: String,
+    },
+    /// The launcher started `launcher_size` processes but MPI sees a world of
+    /// `mpi_size`: the binary was built against a different MPI than the
+    /// `mpirun`/`srun` that started it, so every process would run the whole
+    /// job alone as a world of one.
+    #[error(
+        "launcher mismatch: MPI reports a world of {mpi_size} process(es) but the launcher set \
+         {var}={launcher_size}. This binary was most likely built against a different MPI \
+         library than the mpirun/srun that started it, so every process would run the whole \
+         job alone. Launch it with the mpirun of the MPI it was built with (compare \
+         `mpirun --version` and `mpicc -show`), or rebuild it against the launcher's MPI; \
+         with srun, pass the matching --mpi=pmix/pmi2 plugin"
+    )]
+    LauncherMismatch {
+        /// `MPI_COMM_WORLD` size as seen by this process.
+        mpi_size: usize,
+        /// Job size announced by the launcher.
+        launcher_size: usize,
+        /// The environment variable that announced it.
+        var: &'static str,
+    },
+    /// The local pool could not be built (e.g. zero workers).
+    #[error("building the local pool failed: {0}")]
+    Pool(String),
+}
+
+/// Checks the world size MPI reports against the job size the launcher
+/// announced in the environment ([`LAUNCHER_SIZE_VARS`]).
+///
+/// `env` looks a variable up (pass `|v| std::env::var(v).ok()`); variables
+/// that are unset or not a number are ignored. This is the guard against the
+/// silent failure where a binary built against one MPI is started by another
+/// MPI's `mpirun`: every rank then sees a world of 1 and runs the whole job.
+///
+/// # Errors
+///
+/// [`ClusterError::LauncherMismatch`] naming the first variable whose value
+/// differs from `mpi_size`.
+///
+/// # Example
+///
+/// ```
+/// use parview::cluster::{check_launcher, ClusterError};
+///
+/// let env = |v: &str| (v == "OMPI_COMM_WORLD_SIZE").then(|| "4".to_string());
+/// assert!(check_launcher(4, env).is_ok());
+/// assert!(matches!(
+///     check_launcher(1, env),
+///     Err(ClusterError::LauncherMismatch { mpi_size: 1, launcher_size: 4, .. })
+/// ));
+/// assert!(check_launcher(1, |_| None).is_ok()); // no launcher: singleton
+/// ```
+pub fn check_launcher(
+    mpi_size: usize,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(), ClusterError> {
+    for var in LAUNCHER_SIZE_VARS {
+        let Some(launcher_size) = env(var).and_then(|v| v.trim().parse::<usize>().ok()) else {
+            continue;
+        };
+        if launcher_size != mpi_size {
+            return Err(ClusterError::LauncherMismatch {
+                mpi_size,
+                launcher_size,
+                var,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The contiguous block of `0..n` owned by part `index` of `parts`: the
+/// first `n % parts` parts get one extra element, so sizes differ by at most
+/// one and the blocks cover `0..n` in order.
+///
+/// # Panics
+///
+/// If `parts == 0` or `index >= parts`.
+///
+/// # Example
+///
+/// ```
+/// use parview::cluster::partition;
+///
+/// assert_eq!(partition(10, 3, 0), 0..4);
+/// assert_eq!(partition(10, 3, 1), 4..7);
+/// assert_eq!(partition(10, 3, 2), 7..10);
+/// assert_eq!(partition(2, 3, 2), 2..2); // fewer items than parts
+/// ```
+pub fn partition(n: usize, parts: usize, index: usize) -> Range<usize> {
+    assert!(parts > 0, "partition: parts must be > 0");
+    assert!(index < parts, "partition: index {index} >= parts {parts}");
+    let (q, r) = (n / parts, n % parts);
+    let start = index * q + index.min(r);
+    start..start + q + usize::from(index < r)
+}
+
+/// The single-process twin of [`Cluster::map_reduce`]: `range` is cut into
+/// leaves of `leaf` consecutive indices (the last may be shorter), each
+/// leaf's value is `map` folded left to right with `op`, and the leaf values
+/// are combined with [`tree_reduce`] in leaf
+/// order. The result depends only on `range`, `leaf`, `map` and `op` — not on
+/// the number of workers or ranks — so it has the same bits as
+/// `Cluster::map_reduce` on any layout.
+///
+/// Returns `None` for an empty range.
+///
+/// # Panics
+///
+/// If `leaf == 0`, or if `map`/`op` panic.
+///
+/// # Example
+///
+/// ```
+/// use parview::cluster::map_reduce_local;
+/// use parview::Pool;
+///
+/// let pool = Pool::builder().workers(2).build().unwrap();
+/// let sum = map_reduce_local(&pool, 0..1000, 64, |i| 1.0 / (i as f64 + 1.0), |a, b| a + b);
+/// assert!((sum.unwrap() - 7.485470860550345).abs() < 1e-12);
+/// ```
+pub fn map_reduce_local<R, M, O>(
+    pool: &Pool,
+    range: Range<usize>,
+    leaf: usize,
+    map: M,
+    op: O,
+) -> Option<R>
+where
+    R: Send,
+    M: Fn(usize) -> R + Sync,
+    O: Fn(R, R) -> R + Sync,
+{
+    assert!(leaf > 0, "map_reduce: leaf size must be > 0");
+    // The single-process reduction of `parview::reduce`: the same leaves, the same tree.
+    pool.par_map_reduce_with(Schedule::Dynamic(1), leaf, range, map, op)
+}
+
+/// Value of leaf `l`: items `range.start + l*leaf ..` folded left to right.
+fn leaf_value<R>(
+    range: &Range<usize>,
+    leaf: usize,
+    l: usize,
+    map: &impl Fn(usize) -> R,
+    op: &impl Fn(R, R) -> R,
+) -> R {
+    let start = l * leaf;
+    let end = (start + leaf).min(range.len());
+    crate::reduce::leaf_fold(range, start..end, map, op).expect("a leaf is never empty")
+}
+
+/// Default local workers: the CPUs this process may run on; if that is the
+/// whole node (the launcher did not bind the rank to a subset), they are
+/// divided among the `local_ranks` ranks sharing the node.
+fn default_workers(local_ranks: usize) -> usize {
+    let usable = thread::available_parallelism().map_or(1, |n| n.get());
+    let unbound = online_cpus().is_some_and(|online| online == usable);
+    if unbound {
+        (usable / local_ranks.max(1)).max(1)
+    } else {
+        usable
+    }
+}
+
+/// Number of online CPUs of the node (Linux), ignoring this process's
+/// affinity mask.
+fn online_cpus() -> Option<usize> {
+    let list = std::fs::read_to_string("/sys/devices/system/cpu/online").ok()?;
+    parse_cpu_list(list.trim())
+}
+
+/// Parses a Linux CPU list such as `0-3,5,7-8` into a count.
+fn parse_cpu_list(list: &str) -> Option<usize> {
+    let mut n = 0;
+    for part in list.split(',') {
+        n += match part.split_once('-') {
+            Some((a, b)) => b.parse::<usize>().ok()?.checked_sub(a.parse().ok()?)? + 1,
+            None => {
+                part.parse::<usize>().ok()?;
+                1
+            }
+        };
+    }
+    Some(n)
+}
+
+/// MPI counts and displacements for `n` items over `parts` ranks.
+fn counts_displs(n: usize, parts: usize) -> (Vec<Count>, Vec<Count>) {
+    (0..parts)
+        .map(|p| {
+            let r = partition(n, parts, p);
+            (to_count(r.len()), to_count(r.start))
+        })
+        .unzip()
+}
+
+fn to_count(x: usize) -> Count {
+    Count::try_from(x).unwrap_or_else(|_| {
+        panic!(
+            "parview::cluster: {x} elements exceed MPI's count limit ({})",
+            Count::MAX
+        )
+    })
+}
+
+// ---- panic handling ------------------------------------------------------
+
+/// True while a Cluster is alive (MPI initialised, not finalised).
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+static RANK: AtomicUsize = AtomicUsize::new(0);
+static SIZE: AtomicUsize = AtomicUsize::new(0);
+static MPI_THREAD: OnceLock<ThreadId> = OnceLock::new();
+static HOOK: Once = Once::new();
+
+fn payload_str(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("<non-string panic payload>")
+}
+
+fn rank_label() -> String {
+    format!(
+        "rank {} of {}",
+        RANK.load(Ordering::SeqCst),
+        SIZE.load(Ordering::SeqCst)
+    )
+}
+
+/// Aborts the whole MPI job (all ranks) with exit code 1.
+fn abort_job() -> ! {
+    SimpleCommunicator::world().abort(1)
+}
+
+fn on_mpi_thread() -> bool {
+    MPI_THREAD.get() == Some(&thread::current().id())
+}
+
+/// Installs (once) a panic hook that, while a Cluster is alive, prints the
+/// panic with the rank and, on the MPI thread, calls `MPI_Abort`. A panic on a
+/// pool worker is reported at once and aborts the job when it reaches the MPI
+/// thread (the pool re-raises it there; see also `guard` and `Drop`).
+fn install_panic_hook() {
+    HOOK.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if !ACTIVE.load(Ordering::SeqCst) {
+                return previous(info);
+            }
+            let msg = payload_str(info.payload());
+            let at = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            if on_mpi_thread() {
+                eprintln!(
+                    "parview: {} panicked: {msg}{at}; aborting the MPI job (MPI_Abort)",
+                    rank_label()
+                );
+                abort_job();
+            }
+            eprintln!(
+                "parview: {} panicked on thread {:?}: {msg}{at}; the MPI job aborts when \
+                 the panic reaches the rank's main thread",
+                rank_label(),
+                thread::current().name().unwrap_or("<unnamed>")
+            );
+            previous(info);
+        }));
+    });
+}
+
+/// Runs `body` on the MPI thread; a panic that arrives without the hook
+/// having aborted (re-raised with `resume_unwind` by a pool) aborts the job.
+fn guard<T>(what: &str, body: impl FnOnce() -> T) -> T {
+    match panic::catch_unwind(AssertUnwindSafe(body)) {
+        Ok(v) => v,
+        Err(payload) => {
+            eprintln!(
+                "parview: {} panicked in {what}: {}; aborting the MPI job (MPI_Abort)",
+                rank_label(),
+                payload_str(payload.as_ref())
+            );
+            abort_job()
+        }
+    }
+}
+
+// ---- Cluster -------------------------------------------------------------
+
+/// Configures a [`Cluster`] before MPI is initialised.
+///
+/// # Example
+///
+/// ```no_run
+/// use parview::cluster::Cluster;
+///
+/// let cluster = Cluster::builder().workers(4).build().expect("MPI init");
+/// assert_eq!(cluster.workers(), 4);
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct ClusterBuilder {
+    workers: Option<usize>,
+    skip_launcher_check: bool,
+}
+
+impl ClusterBuilder {
+    /// Number of local pool workers on each rank. Default: `PARVIEW_WORKERS`
+    /// if set; else the CPUs the rank is bound to, or — if the launcher did
+    /// not bind it — the node's CPUs divided among the ranks on the node (at
+    /// least 1). So `mpirun -n 2` on a 2-core machine gives 1 worker each.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let cluster = parview::cluster::Cluster::builder().workers(1).build().unwrap();
+    /// ```
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = Some(n);
+        self
+    }
+
+    /// Skips the launcher/MPI size check ([`check_launcher`]). Only for
+    /// unusual launches, e.g. a singleton started from inside an `mpirun`
+    /// job that inherited its environment.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let cluster = parview::cluster::Cluster::builder()
+    ///     .skip_launcher_check()
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn skip_launcher_check(mut self) -> Self {
+        self.skip_launcher_check = true;
+        self
+    }
+
+    /// Initialises MPI (threading level Funneled) on the calling thread,
+    /// which becomes the only thread that may use the cluster, checks the
+    /// launcher, builds the local pool and installs the panic guard.
+    ///
+    /// # Errors
+    ///
+    /// * [`ClusterError::AlreadyInitialized`] if MPI was initialised before
+    ///   in this process;
+    /// * [`ClusterError::ThreadingUnsupported`] if MPI offers only `Single`;
+    /// * [`ClusterError::LauncherMismatch`] if the launcher's job size differs
+    ///   from MPI's world size (see [`check_launcher`]);
+    /// * [`ClusterError::Pool`] if the local pool cannot be built.
+    ///
+    /// MPI is finalised again before an error is returned.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let cluster = parview::cluster::Cluster::builder().build()?;
+    /// # Ok::<(), parview::cluster::ClusterError>(())
+    /// ```
+    pub fn build(self) -> Result<Cluster, ClusterError> {
+        let (universe, provided) = mpi::initialize_with_threading(Threading::Funneled)
+            .ok_or(ClusterError::AlreadyInitialized)?;
+        if provided < Threading::Funneled {
+            return Err(ClusterError::ThreadingUnsupported {
+                provided: format!("{provided:?}"),
+            });
+        }
+        let world = universe.world();
+        let size = usize::try_from(world.size()).expect("MPI world size is positive");
+        let rank = usize::try_from(world.rank()).expect("MPI rank is non-negative");
+        if !self.skip_launcher_check {
+            check_launcher(size, |v| std::env::var(v).ok())?;
+        }
+        // Collective on every rank (whatever each rank's settings), so no
+        // rank can be left waiting in it.
+        let local_ranks = usize::try_from(world.split_shared(0).size()).unwrap_or(1);
+        let pool = match self.workers {
+            Some(n) => Pool::builder().workers(n).build(),
+            None if std::env::var_os(WORKERS_VAR).is_some() => Pool::builder().build(),
+            None => Pool::builder()
+                .workers(default_workers(local_ranks))
+                .build(),
+        }
+        .map_err(|e| ClusterError::Pool(e.to_string()))?;
+        let usable = thread::available_parallelism().map_or(1, |n| n.get());
+        if pool.workers() > usable {
+            eprintln!(
+                "parview: rank {rank}: {} local workers but this process may run on {usable} \
+                 CPU(s) only, so they will share it (Open MPI binds each rank to one core when \
+                 -n <= 2: add `--bind-to none` or `--map-by slot:PE=<workers>` to mpirun)",
+                pool.workers()
+            );
+        }
+
+        // The hook's MPI thread is the thread that initialised MPI (the
+        // process can initialise MPI only once, so this is set only once).
+        let _ = MPI_THREAD.set(thread::current().id());
+        RANK.store(rank, Ordering::SeqCst);
+        SIZE.store(size, Ordering::SeqCst);
+        install_panic_hook();
+        ACTIVE.store(true, Ordering::SeqCst);
+        Ok(Cluster {
+            pool,
+            world,
+            rank,
+            size,
+            _universe: universe,
+        })
+    }
+}
+
+/// One process's handle on the MPI job: its rank, the world size and a
+/// local [`Pool`]. Created once per process with [`Cluster::init`] or
+/// [`Cluster::builder`]; MPI is finalised when it is dropped.
+///
+/// All methods must be called from the thread that created the cluster
+/// (MPI threading level Funneled). The collective methods (`scatter`,
+/// `gather`, `par_map`, `scatter_gather`, `map_reduce`, `all_map_reduce`,
+/// `barrier`) must be called by every rank, in the same order.
+///
+/// If the cluster is dropped while its thread is panicking, the MPI job is
+/// aborted instead of finalised (finalising would wait for ranks that are
+/// blocked in a collective).
+///
+/// # Example
+///
+/// ```no_run
+/// use parview::cluster::Cluster;
+///
+/// let cluster = Cluster::init().expect("MPI init");
+/// println!("rank {} of {}, {} workers", cluster.rank(), cluster.size(), cluster.workers());
+/// ```
+pub struct Cluster {
+    pool: Pool,
+    world: SimpleCommunicator,
+    rank: usize,
+    size: usize,
+    // Last: dropping it finalises MPI.
+    _universe: Universe,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("rank", &self.rank)
+            .field("size", &self.size)
+            .field("workers", &self.pool.workers())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!(
+                "parview: {} is unwinding from a panic; aborting the MPI job (MPI_Abort)",
+                rank_label()
+            );
+            abort_job();
+        }
+        ACTIVE.store(false, Ordering::SeqCst);
+        // `_universe` drops next and finalises MPI.
+    }
+}
+
+const ROOT: i32 = 0;
+
+impl Cluster {
+    /// Initialises MPI and the local pool with the defaults; same as
+    /// `Cluster::builder().build()`.
+    ///
+    /// # Errors
+    ///
+    /// See [`ClusterBuilder::build`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let cluster = parview::cluster::Cluster::init()?;
+    /// # Ok::<(), parview::cluster::ClusterError>(())
+    /// ```
+    pub fn init() -> Result<Cluster, ClusterError> {
+        ClusterBuilder::default().build()
+    }
+
+    /// A builder to set the local workers before initialising.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let cluster = parview::cluster::Cluster::builder().workers(2).build()?;
+    /// # Ok::<(), parview::cluster::ClusterError>(())
+    /// ```
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder::default()
+    }
+
+    /// This process's rank in `0..size()`.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let c = parview::cluster::Cluster::init().unwrap();
+    /// assert!(c.rank() < c.size());
+    /// ```
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// Number of ranks in the job (`MPI_COMM_WORLD` size).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let c = parview::cluster::Cluster::init().unwrap();
+    /// println!("{} ranks", c.size());
+    /// ```
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Whether this is rank 0, which holds the input of the scatter forms
+    /// and receives their results.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let c = parview::cluster::Cluster::init().unwrap();
+    /// if c.is_root() {
+    ///     println!("I print the results");
+    /// }
+    /// ```
+    pub fn is_root(&self) -> bool {
+        self.rank == 0
+    }
+
+    /// Number of workers in this rank's local pool.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let c = parview::cluster::Cluster::builder().workers(3).build().unwrap();
+    /// assert_eq!(c.workers(), 3);
+    /// ```
+    pub fn workers(&self) -> usize {
+        self.pool.workers()
+    }
+
+    /// This rank's local pool, for work that needs no communication.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let c = parview::cluster::Cluster::init().unwrap();
+    /// let local: Vec<u64> = c.pool().par_map_with(parview::Schedule::Static, 0..8, |i| i as u64);
+    /// ```
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The MPI world communicator, for calls this module does not wrap.
+    /// Use it only from the cluster's thread.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use mpi::traits::Communicator;
+    ///
+    /// let c = parview::cluster::Cluster::init().unwrap();
+    /// assert_eq!(c.world().size() as usize, c.size());
+    /// ```
+    pub fn world(&self) -> &SimpleCommunicator {
+        &self.world
+    }
+
+    /// Blocks until every rank has called it. Collective.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let c = parview::cluster::Cluster::init().unwrap();
+    /// c.barrier();
+    /// ```
+    pub fn barrier(&self) {
+        self.world.barrier();
+    }
+
+    fn root(&self) -> mpi::topology::Process<'_> {
+        self.world.process_at_rank(ROOT)
+    }
+
+    /// Broadcasts the root's `len` to every rank.
+    fn broadcast_len(&self, len_on_root: usize) -> usize {
+        let mut n = if self.is_root() {
+            len_on_root as u64
+        } else {
+            0
+        };
+        self.root().broadcast_into(&mut n);
+        usize::try_from(n).expect("length fits in usize")
+    }
+
+    /// Splits the root's `data_on_root` into one contiguous piece per rank
+    /// (sizes differ by at most one, rank order = input order, see
+    /// [`partition`]) and returns this rank's piece. `data_on_root` is read
+    /// on the root only; other ranks may pass `&[]`. Collective.
+    ///
+    /// # Panics
+    ///
+    /// If the input has more than `i32::MAX` elements (MPI counts).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let c = parview::cluster::Cluster::init().unwrap();
+    /// let data: Vec<f64> = if c.is_root() { vec![1.0; 10] } else { vec![] };
+    /// let mine = c.scatter(&data);
+    /// assert_eq!(mine.len(), parview::cluster::partition(10, c.size(), c.rank()).len());
+    /// ```
+    pub fn scatter<T>(&self, data_on_root: &[T]) -> Vec<T>
+    where
+        T: Equivalence + Default + Clone,
+    {
+        let n = self.broadcast_len(data_on_root.len());
+        let (counts, displs) = counts_displs(n, self.size);
+        let mut local = vec![T::default(); partition(n, self.size, self.rank).len()];
+        if self.is_root() {
+            let send = Partition::new(data_on_root, &counts[..], &displs[..]);
+            self.root()
+                .scatter_varcount_into_root(&send, &mut local[..]);
+        } else {
+            self.root().scatter_varcount_into(&mut local[..]);
+        }
+        local
+    }
+
+    /// Gathers every rank's `local` (any length, including 0) to the root,
+    /// concatenated in rank order. Returns `Some` on the root, `None`
+    /// elsewhere. Collective.
+    ///
+    /// # Panics
+    ///
+    /// If the total exceeds `i32::MAX` elements (MPI counts).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let c = parview::cluster::Cluster::init().unwrap();
+    /// let mine = vec![c.rank() as u64; c.rank()];
+    /// if let Some(all) = c.gather(&mine) {
+    ///     assert_eq!(all.len(), (0..c.size()).sum::<usize>());
+    /// }
+    /// ```
+    pub fn gather<R>(&self, local: &[R]) -> Option<Vec<R>>
+    where
+        R: Equivalence + Default + Clone,
+    {
+        let count = to_count(local.len());
+        if self.is_root() {
+            let mut counts = vec![0 as Count; self.size];
+            self.root().gather_into_root(&count, &mut counts[..]);
+            let mut displs = Vec::with_capacity(self.size);
+            let mut total = 0usize;
+            for &c in &counts {
+                displs.push(to_count(total));
+                total += usize::try_from(c).expect("non-negative count");
+            }
+            to_count(total);
+            Some(self.gather_known(local, &counts, &displs, total))
+        } else {
+            self.root().gather_into(&count);
+            self.gather_known(local, &[], &[], 0);
+            None
+        }
+    }
+
+    /// Gatherv with counts known on the root. Returns the buffer (empty on
+    /// non-root ranks).
+    fn gather_known<R>(
+        &self,
+        local: &[R],
+        counts: &[Count],
+        displs: &[Count],
+        total: usize,
+    ) -> Vec<R>
+    where
+        R: Equivalence + Default + Clone,
+    {
+        if self.is_root() {
+            let mut out = vec![R::default(); total];
+            let mut recv = PartitionMut::new(&mut out[..], counts, displs);
+            self.root().gather_varcount_into_root(local, &mut recv);
+            out
+        } else {
+            self.root().gather_varcount_into(local);
+            Vec::new()
+        }
+    }
+
+    /// Maps `f` over every item of the root's `data_on_root`: the items are
+    /// scattered one contiguous block per rank, each rank maps its block on
+    /// its local pool, and the results are gathered to the root **in input
+    /// order**. Returns `Some(results)` on the root, `None` on other ranks.
+    /// `data_on_root` is read on the root only. Collective.
+    ///
+    /// # Panics
+    ///
+    /// If the input has more than `i32::MAX` elements. A panic in `f` aborts
+    /// the MPI job with a message naming the rank.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let c = parview::cluster::Cluster::init().unwrap();
+    /// let xs: Vec<f64> = if c.is_root() { (0..100).map(f64::from).collect() } else { vec![] };
+    /// if let Some(ys) = c.par_map(&xs, |x| x.sqrt()) {
+    ///     assert_eq!(ys[49], 7.0);
+    /// }
+    /// ```
+    pub fn par_map<T, R, F>(&self, data_on_root: &[T], f: F) -> Option<Vec<R>>
+    where
+        T: Equivalence + Default + Clone + Sync,
+        R: Equivalence + Default + Clone + Send,
+        F: Fn(&T) -> R + Sync,
+    {
+        let local = self.scatter(data_on_root);
+        let out = guard("Cluster::par_map", || {
+            self.pool
+                .par_map_with(Schedule::Static, 0..local.len(), |i| f(&local[i]))
+        });
+        let n = data_on_root.len(); // meaningful on the root only
+        if self.is_root() {
+            let (counts, displs) = counts_displs(n, self.size);
+            Some(self.gather_known(&out, &counts, &displs, n))
+        } else {
+            self.gather_known(&out, &[], &[], 0);
+            None
+        }
+    }
+
+    /// Scatter → map → gather by pieces: the root's input is split into one
+    /// contiguous block per rank, and each rank's block into one contiguous
+    /// piece per local worker; `f(start, piece)` is called once per piece,
+    /// where `start` is the global index of `piece[0]`, and returns any
+    /// number of results. The results of all pieces are gathered to the root
+    /// in input order. Returns `Some` on the root, `None` elsewhere.
+    /// Collective.
+    ///
+    /// Piece boundaries depend on ranks × workers; use [`Cluster::par_map`]
+    /// when results must not depend on them.
+    ///
+    /// # Panics
+    ///
+    /// If the input or the output has more than `i32::MAX` elements. A panic
+    /// in `f` aborts the MPI job with a message naming the rank.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let c = parview::cluster::Cluster::init().unwrap();
+    /// let x: Vec<f64> = if c.is_root() { vec![0.5; 1_000_000] } else { vec![] };
+    /// let z = c.scatter_gather(&x, |_start, piece| {
+    ///     piece.iter().map(|v| (-v * v).exp()).collect()
+    /// });
+    /// if let Some(z) = z {
+    ///     assert_eq!(z.len(), 1_000_000);
+    /// }
+    /// ```
+    pub fn scatter_gather<T, R, F>(&self, data_on_root: &[T], f: F) -> Option<Vec<R>>
+    where
+        T: Equivalence + Default + Clone + Sync,
+        R: Equivalence + Default + Clone + Send,
+        F: Fn(usize, &[T]) -> Vec<R> + Sync,
+    {
+        let n = self.broadcast_len(data_on_root.len());
+        let my = partition(n, self.size, self.rank);
+        let local = self.scatter(data_on_root);
+        let parts = self.pool.workers().max(1);
+        let out: Vec<R> = guard("Cluster::scatter_gather", || {
+            self.pool
+                .par_map_with(Schedule::Dynamic(1), 0..parts, |p| {
+                    let r = partition(local.len(), parts, p);
+                    f(my.start + r.start, &local[r])
+                })
+                .into_iter()
+                .flatten()
+                .collect()
+        });
+        self.gather(&out)
+    }
+
+    /// Leaf values of this rank's share of `range` (see `map_reduce`), plus
+    /// the leaf counts/displacements of all ranks.
+    fn local_leaves<R, M, O>(
+        &self,
+        what: &str,
+        range: &Range<usize>,
+        leaf: usize,
+        map: &M,
+        op: &O,
+    ) -> (Vec<R>, Vec<Count>, Vec<Count>, usize)
+    where
+        R: Send,
+        M: Fn(usize) -> R + Sync,
+        O: Fn(R, R) -> R + Sync,
+    {
+        assert!(leaf > 0, "{what}: leaf size must be > 0");
+        // Every rank must pass the same range and leaf: check against root.
+        let mut shape = [range.start as u64, range.end as u64, leaf as u64];
+        self.root().broadcast_into(&mut shape[..]);
+        assert_eq!(
+            shape,
+            [range.start as u64, range.end as u64, leaf as u64],
+            "{what}: ranks disagree on (range.start, range.end, leaf); root has {shape:?}"
+        );
+        let leaves = range.len().div_ceil(leaf);
+        let mine = partition(leaves, self.size, self.rank);
+        let values = guard(what, || {
+            self.pool.par_map_with(Schedule::Dynamic(1), mine, |l| {
+                leaf_value(range, leaf, l, map, op)
+            })
+        });
+        let (counts, displs) = counts_displs(leaves, self.size);
+        (values, counts, displs, leaves)
+    }
+
+    /// Deterministic map-reduce over the index `range`, spread over all
+    /// ranks: `range` is cut into leaves of `leaf` consecutive indices; the
+    /// **leaves** (not the items) are divided among the ranks; each rank
+    /// computes its leaves' values on its local pool (`map` folded left to
+    /// right with `op` inside a leaf); the leaf values are gathered to the
+    /// root in order and combined with
+    /// [`tree_reduce`].
+    ///
+    /// The result has the same bits for every ranks × workers layout, and the
+    /// same bits as [`map_reduce_local`] in one process — also for floating
+    /// point sums. Every rank must pass the same `range` and `leaf`.
+    ///
+    /// Returns `Some(total)` on the root and `None` on other ranks; `None`
+    /// on every rank if `range` is empty. Collective.
+    ///
+    /// # Panics
+    ///
+    /// If `leaf == 0`, if the ranks pass different `range`/`leaf`, or if there
+    /// are more than `i32::MAX` leaves. A panic in `map`/`op` aborts the MPI
+    /// job with a message naming the rank.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let c = parview::cluster::Cluster::init().unwrap();
+    /// let h = c.map_reduce(0..1_000_000, 4096, |i| 1.0 / (i as f64 + 1.0), |a, b| a + b);
+    /// if c.is_root() {
+    ///     println!("H = {}", h.unwrap());
+    /// }
+    /// ```
+    pub fn map_reduce<R, M, O>(&self, range: Range<usize>, leaf: usize, map: M, op: O) -> Option<R>
+    where
+        R: Equivalence + Default + Clone + Send,
+        M: Fn(usize) -> R + Sync,
+        O: Fn(R, R) -> R + Sync,
+    {
+        let (values, counts, displs, leaves) =
+            self.local_leaves("Cluster::map_reduce", &range, leaf, &map, &op);
+        let all = self.gather_known(&values, &counts, &displs, leaves);
+        if self.is_root() {
+            guard("Cluster::map_reduce", || tree_reduce(all, &op))
+        } else {
+            None
+        }
+    }
+
+    /// [`Cluster::map_reduce`] with the result on every rank (the leaf
+    /// values are all-gathered and every rank runs the same tree, so all
+    /// ranks get the same bits). Returns `None` iff `range` is empty.
+    /// Collective.
+    ///
+    /// # Panics
+    ///
+    /// As [`Cluster::map_reduce`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let c = parview::cluster::Cluster::init().unwrap();
+    /// let total: u64 = c.all_map_reduce(0..1000, 64, |i| i as u64, |a, b| a + b).unwrap();
+    /// assert_eq!(total, 499_500); // on every rank
+    /// ```
+    pub fn all_map_reduce<R, M, O>(
+        &self,
+        range: Range<usize>,
+        leaf: usize,
+        map: M,
+        op: O,
+    ) -> Option<R>
+    where
+        R: Equivalence + Default + Clone + Send,
+        M: Fn(usize) -> R + Sync,
+        O: Fn(R, R) -> R + Sync,
+    {
+        let (values, counts, displs, leaves) =
+            self.local_leaves("Cluster::all_map_reduce", &range, leaf, &map, &op);
+        let mut all = vec![R::default(); leaves];
+        {
+            let mut recv = PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
+            self.world.all_gather_varcount_into(&values[..], &mut recv);
+        }
+        guard("Cluster::all_map_reduce", || tree_reduce(all, &op))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |v| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == v)
+                .map(|(_, x)| x.to_string())
+        }
+    }
+
+    #[test]
+    fn launcher_check_accepts_matching_or_absent() {
+        assert!(check_launcher(1, |_| None).is_ok());
+        assert!(check_launcher(4, env_of(&[("OMPI_COMM_WORLD_SIZE", "4")])).is_ok());
+        assert!(check_launcher(3, env_of(&[("PMI_SIZE", " 3 ")])).is_ok());
+        assert!(check_launcher(2, env_of(&[("PMIX_SIZE", "2"), ("PMI_SIZE", "2")])).is_ok());
+        // Garbage is ignored rather than guessed at.
+        assert!(check_launcher(1, env_of(&[("PMI_SIZE", "many")])).is_ok());
+    }
+
+    #[test]
+    fn launcher_check_detects_foreign_mpirun() {
+        // Binary built against MPICH started by Open MPI's mpirun -n 2.
+        match check_launcher(1, env_of(&[("OMPI_COMM_WORLD_SIZE", "2")])) {
+            Err(ClusterError::LauncherMismatch {
+                mpi_size: 1,
+                launcher_size: 2,
+                var: "OMPI_COMM_WORLD_SIZE",
+            }) => {}
+            other => panic!("expected a mismatch, got {other:?}"),
+        }
+        // Open MPI binary started by Hydra (MPICH) mpiexec -n 4.
+        let e = check_launcher(1, env_of(&[("PMI_SIZE", "4")])).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("PMI_SIZE=4"), "{msg}");
+        assert!(msg.contains("world of 1"), "{msg}");
+        // Second variable disagrees although the first agrees.
+        assert!(matches!(
+            check_launcher(
+                2,
+                env_of(&[("OMPI_COMM_WORLD_SIZE", "2"), ("PMIX_SIZE", "3")])
+            ),
+            Err(ClusterError::LauncherMismatch {
+                var: "PMIX_SIZE",
+                launcher_size: 3,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn partition_covers_in_order_and_balances() {
+        for n in [0usize, 1, 2, 5, 10, 11, 1000, 1003] {
+            for parts in 1..=7 {
+                let blocks: Vec<_> = (0..parts).map(|p| partition(n, parts, p)).collect();
+                assert_eq!(blocks[0].start, 0);
+                assert_eq!(blocks[parts - 1].end, n);
+                for w in blocks.windows(2) {
+                    assert_eq!(w[0].end, w[1].start);
+                }
+                let (min, max) = blocks.iter().fold((usize::MAX, 0), |(lo, hi), b| {
+                    (lo.min(b.len()), hi.max(b.len()))
+                });
+                assert!(max - min <= 1, "n={n} parts={parts}: {blocks:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0"), Some(1));
+        assert_eq!(parse_cpu_list("0-1"), Some(2));
+        assert_eq!(parse_cpu_list("0-3,5,7-8"), Some(7));
+        assert_eq!(parse_cpu_list("x"), None);
+        assert!(default_workers(1) >= 1 && default_workers(64) >= 1);
+    }
+
+    #[test]
+    fn counts_displs_match_partition() {
+        let (c, d) = counts_displs(10, 3);
+        assert_eq!(c, vec![4, 3, 3]);
+        assert_eq!(d, vec![0, 4, 7]);
+        let (c, d) = counts_displs(2, 3);
+        assert_eq!(c, vec![1, 1, 0]);
+        assert_eq!(d, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn local_map_reduce_is_layout_independent() {
+        let f = |i: usize| 1.0 / (i as f64 + 1.0);
+        let one = Pool::builder().workers(1).build().unwrap();
+        let two = Pool::builder().workers(2).build().unwrap();
+        let a = map_reduce_local(&one, 0..100_000, 1000, f, |a, b| a + b).unwrap();
+        let b = map_reduce_local(&two, 0..100_000, 1000, f, |a, b| a + b).unwrap();
+        assert_eq!(a.to_bits(), b.to_bits());
+        assert_eq!(map_reduce_local(&two, 5..5, 8, f, |a, b| a + b), None);
+        // Leaf fold + tree by hand.
+        let leaves: Vec<f64> = (0..3)
+            .map(|l| {
+                (l * 4..(l * 4 + 4).min(10))
+                    .map(f)
+                    .fold(None, |acc: Option<f64>, x| Some(acc.map_or(x, |a| a + x)))
+                    .unwrap()
+            })
+            .collect();
+        let want = tree_reduce(leaves, |a, b| a + b).unwrap();
+        let got = map_reduce_local(&two, 0..10, 4, f, |a, b| a + b).unwrap();
+        assert_eq!(want.to_bits(), got.to_bits());
+    }
+}
