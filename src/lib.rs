@@ -1,4 +1,88 @@
-//! parview: placeholder crate docs (rewritten below once the views land).
+//! # parview
+//!
+//! IPython Parallel's model — a pool of *engines*, a [`DirectView`] that addresses them one by
+//! one, a [`LoadBalancedView`] that hands work to whichever engine is idle, and an
+//! [`AsyncResult`] to watch it — on in-process threads, with OpenMP's loop [`Schedule`]s, and
+//! no GIL, no pickling, no cluster to start. When one machine is not enough, the same calls run
+//! across an MPI cluster (feature `mpi`, module `cluster`).
+//!
+//! ```
+//! use parview::{Pool, Schedule};
+//!
+//! let pool = Pool::builder().workers(2).build().unwrap();
+//!
+//! // multiprocessing.Pool.map / rayon par_iter().map().collect(): ordered results.
+//! let squares = pool.par_map(0..1000u64, |i| i * i);
+//! assert_eq!(squares[999], 999 * 999);
+//!
+//! // ipyparallel: dview.apply on every engine; scatter, compute, gather.
+//! let dv = pool.direct();
+//! assert_eq!(dv.apply(|engine| engine), vec![0, 1]);
+//! let partial = dv.scatter_gather(&squares, |_engine, piece| piece.iter().sum::<u64>());
+//! assert_eq!(partial.iter().sum::<u64>(), squares.iter().sum::<u64>());
+//!
+//! // ipyparallel's LoadBalancedView with an OpenMP schedule, and an async map.
+//! let lb = pool.load_balanced().schedule(Schedule::Dynamic(4));
+//! let ar = lb.map_async((1..=100u64).collect::<Vec<_>>(), |x| x % 7);
+//! println!("progress {:?}", ar.progress());
+//! assert_eq!(ar.get().unwrap().len(), 100);
+//! ```
+//!
+//! ## The model, side by side
+//!
+//! | IPython Parallel | multiprocessing / futures | OpenMP | parview |
+//! |---|---|---|---|
+//! | `Client()`, engines | `Pool(processes=n)` | `OMP_NUM_THREADS` | [`Pool::new`] (`PARVIEW_WORKERS`), [`Pool::builder`]`.workers(n)` |
+//! | `rc[:]`, `rc[[0,2]]` | — | — | [`Pool::direct`], [`Pool::direct_to`] |
+//! | `dview.apply(f)` | — | `#pragma omp parallel` | [`DirectView::apply`] |
+//! | `dview.map(f, xs)` | — | `schedule(static)` | [`DirectView::map`] |
+//! | `dview.scatter`/`gather`, `push`/`pull` | — | `threadprivate` | [`DirectView::scatter`], [`DirectView::gather`], [`DirectView::init`], [`DirectView::apply_with`], [`DirectView::pull`] |
+//! | `rc.load_balanced_view()` | `Pool.map(f, xs, chunksize)` | `schedule(dynamic, c)`, `schedule(guided, m)` | [`Pool::load_balanced`]`.schedule(..)`, [`LoadBalancedView::map`] |
+//! | — | `imap`, `imap_unordered` | — | [`LoadBalancedView::imap`], [`LoadBalancedView::imap_unordered`] |
+//! | `view.apply_async`, `map_async` | `apply_async`, `executor.submit` | `#pragma omp task` | [`LoadBalancedView::submit`], [`LoadBalancedView::map_async`], [`DirectView::apply_async`] |
+//! | `AsyncResult.ready/get/wait/progress` | `Future.done/result` | — | [`AsyncResult::ready`], [`AsyncResult::get`], [`AsyncResult::wait_timeout`], [`AsyncResult::progress`] |
+//! | `ar.abort()` | `Future.cancel()` | `#pragma omp cancel` | [`AsyncResult::abort`] |
+//! | `ar.wall_time`, `ar.serial_time` | — | — | [`AsyncResult::wall_time`], [`AsyncResult::serial_time`], [`Timeline`] |
+//! | `return_exceptions=True` | — | — | [`LoadBalancedView::return_exceptions`] |
+//! | `np.random.seed(s)` per task | — | — | [`rng::stream`], [`Pool::par_map_rng`] |
+//! | `sum(dview.gather(...))` | — | `reduction(+:x)` | [`par_sum`], [`par_map_reduce`] (bitwise identical for any worker count) |
+//!
+//! ## How work runs
+//!
+//! * Each engine has a work-stealing deque ([crossbeam-deque]) and a mailbox for work addressed
+//!   to it alone. Idle engines spin briefly, then sleep ([`PoolBuilder::spin`]); the protocol is
+//!   documented in the `sleep` module and model-checked with loom.
+//! * A blocking map started from outside the pool puts **the calling thread to work at once**.
+//!   With the default [`Schedule::Adaptive`] it works alone for about a microsecond, so a tiny
+//!   map costs about what a serial loop costs; if work is left, up to `P − 1` engines join
+//!   (the caller plus them make a team of `P`, like OpenMP). Maps of at most `P` items, and
+//!   explicit schedules, are shared at once.
+//! * Calls made from inside an engine (nested maps, a DirectView call from a task) run other
+//!   queued work while they wait, so nesting never deadlocks, on one engine too.
+//! * [`Schedule`] cuts `0..n` into chunks: `Static` (one block per engine), `StaticChunked(c)`
+//!   (round-robin), `Dynamic(c)`, `Guided(m)` (libgomp's rule) and `Adaptive` (chunks that grow
+//!   while they are cheap). The cutting is in plain functions ([`schedule::static_block`],
+//!   [`Schedule::plan`]) you can test without threads.
+//!
+//! ## Guarantees
+//!
+//! * Results come back in input order for every schedule and view; `imap_unordered` yields each
+//!   index once.
+//! * A panic in an item never kills an engine. Blocking calls re-raise it after every other item
+//!   ran, naming the lowest failing index and how many failed; `try_` forms and
+//!   [`AsyncResult::get`] return [`MapError`]; `return_exceptions` gives one `Result` per item.
+//! * With [`rng`] streams keyed by item or block and the reductions in [`reduce`], results are
+//!   **bitwise identical for any worker count and schedule**.
+//! * No per-item heap allocation on any map path; the per-chunk path takes no lock.
+//! * Dropping a [`Pool`] lets running *and queued* work finish, then joins the engines. Dropping
+//!   an unfinished [`AsyncResult`] aborts its map.
+//!
+//! ## Features
+//! * `progress`: [indicatif] progress bars ([`LoadBalancedView::progress`](crate::LoadBalancedView)).
+//! * `mpi`: the `cluster` module — the same maps across ranks of an MPI job (see MPI.md).
+//!
+//! [crossbeam-deque]: https://docs.rs/crossbeam-deque
+//! [indicatif]: https://docs.rs/indicatif
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
@@ -29,8 +113,7 @@ pub use schedule::{Schedule, ScheduleError};
 pub use timeline::Timeline;
 pub use views::{DirectView, EngineState, LoadBalancedView, ReturnExceptions, ViewError};
 
-/// The pool free functions use: the engine's own pool when called from inside one, else
-/// [`Pool::global`].
+/// The pool the free functions use: [`Pool::global`].
 fn current_pool() -> &'static Pool {
     Pool::global()
 }
@@ -134,3 +217,8 @@ where
 {
     current_pool().scatter_gather(data, f)
 }
+
+/// README.md's Rust blocks, compiled and run as doctests so the README stays true to the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

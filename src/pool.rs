@@ -10,7 +10,7 @@
 //!   other engines' deques (starting at a rotating victim).
 //! * Idle engines spin (with [`Backoff`], which yields the CPU after a few rounds) for the
 //!   pool's spin window, then sleep. The protocol that makes sleeping safe is in
-//!   [`crate::sleep`] (its module docs are the design note).
+//!   `src/sleep.rs` (its module docs are the design note, model-checked with loom).
 //! * A thread that waits on a map it started *from inside an engine* keeps running other jobs
 //!   while it waits (and its own mailbox), so nested calls never deadlock, on 1 engine too.
 //!
