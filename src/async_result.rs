@@ -179,6 +179,7 @@ struct AsyncMap<In, F, O: AsyncOutput> {
     label: String,
     engines: usize,
     timeline: bool,
+    timeline_taken: AtomicBool,
 }
 
 impl<In, F, O> AsyncMap<In, F, O>
@@ -252,7 +253,10 @@ where
         self.body.stop();
     }
     fn timeline(&self) -> Option<Timeline> {
-        if !self.timeline || !self.completion.is_set() {
+        if !self.timeline
+            || !self.completion.is_set()
+            || self.timeline_taken.swap(true, Ordering::AcqRel)
+        {
             return None;
         }
         let (records, wall) = self.tracker().take_records();
@@ -594,6 +598,7 @@ impl Pool {
             label: label.to_string(),
             engines: self.workers(),
             timeline,
+            timeline_taken: AtomicBool::new(false),
         });
         if n == 0 {
             let rep = map.body.conclude();

@@ -678,6 +678,9 @@ where
 
     fn run_slot(&self, lane: Lane, slot: usize) {
         let r = self.disp.block(slot);
+        if r.is_empty() {
+            return; // fewer items than engines: nothing to run, nothing to record
+        }
         if self.disp.stopped() {
             self.hole(r, false);
             return;

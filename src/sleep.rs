@@ -161,10 +161,15 @@ impl Sleep {
     }
 }
 
-/// Loom model of the protocol: two engines that sleep when the queue is empty, one or two
-/// producers that push a job each and notify. Every job must be consumed (no lost wake-up),
-/// checked over all interleavings. Run with
-/// `RUSTFLAGS="--cfg loom" cargo test --release --lib sleep::loom_model`.
+/// Loom models of the protocol: engines that sleep when the queue is empty and producers that
+/// push a job each and notify. Every job must be consumed: a lost wake-up would leave an engine
+/// parked forever, which loom reports as a deadlock. Three small models instead of one big one
+/// (loom explores every interleaving; the state space grows fast):
+/// * one engine, one producer — the race between "engine announces sleep" and "producer pushes";
+/// * one engine, two producers — the counter must not hide the second job;
+/// * two engines, one producer — the producer must wake an engine that is really asleep.
+///
+/// Run with `RUSTFLAGS="--cfg loom" cargo test --release --lib loom_model`.
 #[cfg(all(test, loom))]
 mod loom_model {
     use super::Sleep;
@@ -172,84 +177,89 @@ mod loom_model {
     use loom::sync::Arc;
     use loom::thread;
 
-    /// One idle cycle of an engine: returns true if it took a job. Mirrors the engine loop:
-    /// look, prepare, look again, park, cancel.
-    fn engine_round(
-        w: usize,
-        sleep: &Sleep,
-        parker: &Parker,
-        jobs: &AtomicUsize,
-        stop: &AtomicBool,
-    ) -> bool {
-        let take = || {
-            jobs.fetch_update(Ordering::AcqRel, Ordering::Acquire, |j| j.checked_sub(1))
-                .is_ok()
-        };
-        if take() {
-            return true;
-        }
-        sleep.prepare(w);
-        if jobs.load(Ordering::Acquire) > 0 || stop.load(Ordering::Acquire) {
-            sleep.cancel(w);
-            return take();
-        }
-        parker.park();
-        sleep.cancel(w);
-        take()
+    struct World {
+        sleep: Sleep,
+        jobs: AtomicUsize,
+        done: AtomicUsize,
+        stop: AtomicBool,
+        total: usize,
     }
 
-    fn model(producers: usize) {
-        loom::model(move || {
-            let parkers = [Parker::new(), Parker::new()];
-            let sleep = Arc::new(Sleep::new(
-                parkers.iter().map(|p| p.unparker().clone()).collect(),
-            ));
-            let jobs = Arc::new(AtomicUsize::new(0));
-            let done = Arc::new(AtomicUsize::new(0));
-            let stop = Arc::new(AtomicBool::new(false));
-            let mut engines = Vec::new();
-            for (w, parker) in parkers.into_iter().enumerate() {
-                let (sleep, jobs, done, stop) =
-                    (sleep.clone(), jobs.clone(), done.clone(), stop.clone());
-                engines.push(thread::spawn(move || {
-                    // Each engine keeps looking until all jobs are done; a lost wake-up would
-                    // leave it (and the model) parked forever, which loom reports as a deadlock.
-                    while done.load(Ordering::Acquire) < producers {
-                        if engine_round(w, &sleep, &parker, &jobs, &stop) {
-                            done.fetch_add(1, Ordering::AcqRel);
-                            if done.load(Ordering::Acquire) == producers {
-                                stop.store(true, Ordering::Release);
-                                sleep.wake_all();
-                            }
-                        }
+    impl World {
+        fn take(&self) -> bool {
+            self.jobs
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |j| j.checked_sub(1))
+                .is_ok()
+        }
+
+        /// The engine loop of `pool.rs` in miniature: look, announce, look again, park, withdraw.
+        fn engine(&self, w: usize, parker: &Parker) {
+            loop {
+                if self.stop.load(Ordering::Acquire) {
+                    return;
+                }
+                if self.take() {
+                    if self.done.fetch_add(1, Ordering::AcqRel) + 1 == self.total {
+                        self.stop.store(true, Ordering::Release);
+                        self.sleep.wake_all();
                     }
+                    continue;
+                }
+                self.sleep.prepare(w);
+                if self.jobs.load(Ordering::Acquire) > 0 || self.stop.load(Ordering::Acquire) {
+                    self.sleep.cancel(w);
+                    continue;
+                }
+                parker.park();
+                self.sleep.cancel(w);
+            }
+        }
+    }
+
+    fn model(engines: usize, producers: usize) {
+        loom::model(move || {
+            let parkers: Vec<Parker> = (0..engines).map(|_| Parker::new()).collect();
+            let world = Arc::new(World {
+                sleep: Sleep::new(parkers.iter().map(|p| p.unparker().clone()).collect()),
+                jobs: AtomicUsize::new(0),
+                done: AtomicUsize::new(0),
+                stop: AtomicBool::new(false),
+                total: producers,
+            });
+            let mut threads = Vec::new();
+            for (w, parker) in parkers.into_iter().enumerate() {
+                let world = world.clone();
+                threads.push(thread::spawn(move || world.engine(w, &parker)));
+            }
+            // The main thread is the first producer; the others get threads.
+            for _ in 1..producers {
+                let world = world.clone();
+                threads.push(thread::spawn(move || {
+                    world.jobs.fetch_add(1, Ordering::Release);
+                    world.sleep.notify(1);
                 }));
             }
-            let mut ps = Vec::new();
-            for _ in 0..producers {
-                let (sleep, jobs) = (sleep.clone(), jobs.clone());
-                ps.push(thread::spawn(move || {
-                    jobs.fetch_add(1, Ordering::Release);
-                    sleep.notify(1);
-                }));
+            world.jobs.fetch_add(1, Ordering::Release);
+            world.sleep.notify(1);
+            for t in threads {
+                t.join().unwrap();
             }
-            for p in ps {
-                p.join().unwrap();
-            }
-            for e in engines {
-                e.join().unwrap();
-            }
-            assert_eq!(done.load(Ordering::Acquire), producers);
+            assert_eq!(world.done.load(Ordering::Acquire), producers);
         });
     }
 
     #[test]
-    fn one_producer_no_lost_wakeup() {
-        model(1);
+    fn one_engine_one_producer() {
+        model(1, 1);
     }
 
     #[test]
-    fn two_producers_no_lost_wakeup() {
-        model(2);
+    fn one_engine_two_producers() {
+        model(1, 2);
+    }
+
+    #[test]
+    fn two_engines_one_producer() {
+        model(2, 1);
     }
 }

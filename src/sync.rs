@@ -30,6 +30,7 @@ mod loom_parker {
 
     pub(crate) struct Parker {
         inner: Arc<Inner>,
+        unparker: Unparker,
     }
 
     #[derive(Clone)]
@@ -39,11 +40,15 @@ mod loom_parker {
 
     impl Parker {
         pub(crate) fn new() -> Self {
+            let inner = Arc::new(Inner {
+                token: Mutex::new(false),
+                cv: Condvar::new(),
+            });
             Parker {
-                inner: Arc::new(Inner {
-                    token: Mutex::new(false),
-                    cv: Condvar::new(),
-                }),
+                unparker: Unparker {
+                    inner: inner.clone(),
+                },
+                inner,
             }
         }
 
@@ -56,10 +61,7 @@ mod loom_parker {
         }
 
         pub(crate) fn unparker(&self) -> &Unparker {
-            // loom's Arc has no stable address trick; hand out a leaked clone per parker.
-            Box::leak(Box::new(Unparker {
-                inner: self.inner.clone(),
-            }))
+            &self.unparker
         }
     }
 

@@ -728,8 +728,8 @@ impl<'p> LoadBalancedView<'p> {
     /// let r = pool.load_balanced().return_exceptions().map(&[1], |x| *x);
     /// assert_eq!(r, vec![Ok(1)]);
     /// ```
-    pub fn return_exceptions(self) -> ReturnExceptions<'p> {
-        ReturnExceptions { view: self }
+    pub fn return_exceptions(&self) -> ReturnExceptions<'p> {
+        ReturnExceptions { view: self.clone() }
     }
 
     /// Ordered map; results in input order.

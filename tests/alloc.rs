@@ -1,0 +1,264 @@
+//! Issue "workloads": no per-item (or per-chunk) heap allocation in any map path, and, for
+//! timelines, "recording off: no allocation per chunk".
+//!
+//! A counting global allocator makes this its own test binary. Everything is measured in ONE
+//! test function, sequentially, so no other test's threads allocate meanwhile; each measurement
+//! is the minimum over a few runs.
+
+mod common;
+
+use common::{SCHEDULES, within};
+use parview::{Pool, Schedule};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const SMALL: u64 = 1_000;
+const LARGE: u64 = 100_000;
+/// Allowed difference between the large and the small map: a few queue blocks or wake-ups,
+/// never anything proportional to items or chunks (100k items is >= 100 chunks everywhere).
+const SLACK: usize = 4;
+const RUNS: usize = 7;
+
+fn work(i: u64) -> u64 {
+    i.wrapping_mul(31).rotate_left(7) ^ 0x55
+}
+
+/// Allocations made (by any thread) while `f` runs, minimum over `RUNS` runs.
+fn allocs_of(mut f: impl FnMut()) -> usize {
+    f(); // warm-up: lazily created thread locals, queue blocks, ...
+    (0..RUNS)
+        .map(|_| {
+            let before = ALLOCS.load(Ordering::SeqCst);
+            f();
+            ALLOCS.load(Ordering::SeqCst) - before
+        })
+        .min()
+        .unwrap()
+}
+
+fn compare(
+    report: &mut Vec<String>,
+    failures: &mut Vec<String>,
+    name: &str,
+    mut f: impl FnMut(u64),
+) {
+    let small = allocs_of(|| f(SMALL));
+    let large = allocs_of(|| f(LARGE));
+    let line = format!("{name}: {small} allocations for {SMALL} items, {large} for {LARGE}");
+    if large > small + SLACK {
+        failures.push(line.clone());
+    }
+    report.push(line);
+}
+
+#[test]
+fn allocations_do_not_grow_with_the_number_of_items() {
+    within(300, || {
+        let mut report = Vec::new();
+        let mut failures = Vec::new();
+        // Sensitivity check: the counter does see per-item allocations (so the comparisons
+        // below can fail).
+        {
+            let pool = Pool::builder().workers(2).build().unwrap();
+            let small = allocs_of(|| drop(pool.par_map(0..SMALL, Box::new)));
+            let large = allocs_of(|| drop(pool.par_map(0..LARGE, Box::new)));
+            assert!(
+                large >= small + (LARGE - SMALL) as usize,
+                "counter blind: {small} vs {large}"
+            );
+        }
+        for p in [1usize, 2, 3] {
+            let pool = Pool::builder().workers(p).build().unwrap();
+            for &s in &SCHEDULES {
+                compare(
+                    &mut report,
+                    &mut failures,
+                    &format!("P={p} par_map_with {s:?}"),
+                    |n| {
+                        let v = pool.par_map_with(s, 0..n, work);
+                        assert_eq!(v.len() as u64, n);
+                    },
+                );
+                let mut out = vec![0u64; LARGE as usize];
+                compare(
+                    &mut report,
+                    &mut failures,
+                    &format!("P={p} par_map_into_with {s:?}"),
+                    |n| {
+                        pool.par_map_into_with(s, 0..n, &mut out[..n as usize], work);
+                    },
+                );
+                compare(
+                    &mut report,
+                    &mut failures,
+                    &format!("P={p} try_par_map_with {s:?}"),
+                    |n| {
+                        let v = pool
+                            .try_par_map_with(s, 0..n, |i| Ok::<u64, ()>(work(i)))
+                            .unwrap();
+                        assert_eq!(v.len() as u64, n);
+                    },
+                );
+                let lb = pool.load_balanced().schedule(s);
+                compare(
+                    &mut report,
+                    &mut failures,
+                    &format!("P={p} LoadBalancedView::map {s:?}"),
+                    |n| {
+                        assert_eq!(lb.map(0..n, work).len() as u64, n);
+                    },
+                );
+                compare(
+                    &mut report,
+                    &mut failures,
+                    &format!("P={p} return_exceptions().map {s:?}"),
+                    |n| {
+                        assert_eq!(lb.return_exceptions().map(0..n, work).len() as u64, n);
+                    },
+                );
+                compare(
+                    &mut report,
+                    &mut failures,
+                    &format!("P={p} map_async (recording off) {s:?}"),
+                    |n| {
+                        assert_eq!(lb.map_async(0..n, work).get().unwrap().len() as u64, n);
+                    },
+                );
+            }
+            let input: Vec<u64> = (0..LARGE).collect();
+            compare(
+                &mut report,
+                &mut failures,
+                &format!("P={p} par_map (slice)"),
+                |n| {
+                    assert_eq!(
+                        pool.par_map(&input[..n as usize], |&x| work(x)).len() as u64,
+                        n
+                    );
+                },
+            );
+            compare(
+                &mut report,
+                &mut failures,
+                &format!("P={p} par_map (owned Vec)"),
+                |n| {
+                    let owned: Vec<u64> = input[..n as usize].to_vec(); // one allocation either way
+                    assert_eq!(pool.par_map(owned, work).len() as u64, n);
+                },
+            );
+            let mut out = vec![0u64; LARGE as usize];
+            compare(
+                &mut report,
+                &mut failures,
+                &format!("P={p} par_map_into"),
+                |n| {
+                    pool.par_map_into(0..n, &mut out[..n as usize], work);
+                },
+            );
+            compare(
+                &mut report,
+                &mut failures,
+                &format!("P={p} try_par_map"),
+                |n| {
+                    assert_eq!(
+                        pool.try_par_map(0..n, |i| Ok::<u64, ()>(work(i)))
+                            .unwrap()
+                            .len() as u64,
+                        n
+                    );
+                },
+            );
+            compare(
+                &mut report,
+                &mut failures,
+                &format!("P={p} par_for_each"),
+                |n| {
+                    pool.par_for_each(0..n, |i| {
+                        std::hint::black_box(work(i));
+                    });
+                },
+            );
+            let dv = pool.direct();
+            compare(
+                &mut report,
+                &mut failures,
+                &format!("P={p} DirectView::map"),
+                |n| {
+                    assert_eq!(dv.map(0..n, work).len() as u64, n);
+                },
+            );
+            compare(
+                &mut report,
+                &mut failures,
+                &format!("P={p} DirectView::map_async"),
+                |n| {
+                    assert_eq!(dv.map_async(0..n, work).get().unwrap().len() as u64, n);
+                },
+            );
+            let st = dv.init(|_| 0u64);
+            compare(
+                &mut report,
+                &mut failures,
+                &format!("P={p} DirectView::map_with"),
+                |n| {
+                    // Per-engine result pieces are one allocation per engine, not per item.
+                    assert_eq!(
+                        dv.map_with(&st, 0..n, |s, i| {
+                            *s += 1;
+                            work(i)
+                        })
+                        .len() as u64,
+                        n
+                    );
+                },
+            );
+            let lb = pool.load_balanced().schedule(Schedule::Dynamic(1));
+            compare(
+                &mut report,
+                &mut failures,
+                &format!("P={p} Dynamic(1) map_async (100k chunks)"),
+                |n| {
+                    assert_eq!(lb.map_async(0..n, work).get().unwrap().len() as u64, n);
+                },
+            );
+        }
+        for line in &report {
+            println!("{line}");
+        }
+        assert!(
+            failures.is_empty(),
+            "allocations grow with the number of items:\n{}",
+            failures.join("\n")
+        );
+    });
+}

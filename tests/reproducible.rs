@@ -1,0 +1,255 @@
+//! Issue "reproducible": bitwise-identical results for any worker count and schedule, through
+//! the public API only.
+
+mod common;
+
+use common::{SCHEDULES, pool, within};
+use parview::demo::{hash_unif, pi_chunk_hits};
+use parview::reduce::{DEFAULT_LEAF, serial_map_reduce};
+use parview::rng::{BLOCK, Streams, block_range, stream};
+use parview::{Pool, Schedule};
+use rand::{Rng, RngExt};
+
+// ---------------------------------------------------------------------------------------------
+// Monte-Carlo pi
+
+const PI_SAMPLES: u64 = 10_000_000;
+const PI_BLOCK: u64 = 100_000;
+const PI_BLOCKS: usize = (PI_SAMPLES / PI_BLOCK) as usize;
+
+/// Block `b`'s estimate of pi/4 as an `f64` fraction: summing these is order-sensitive.
+fn block_fraction(b: usize) -> f64 {
+    pi_chunk_hits(b as u64, PI_BLOCK) as f64 / PI_BLOCK as f64
+}
+
+#[test]
+fn monte_carlo_pi_is_bitwise_identical_for_every_pool_size_and_schedule() {
+    within(300, || {
+        // Reference: the serial evaluation of the same tree (leaf 3 and 7 make a real tree of
+        // the 100 block values).
+        let fractions: Vec<f64> = (0..PI_BLOCKS).map(block_fraction).collect();
+        for leaf in [3usize, 7] {
+            let want = serial_map_reduce(leaf, &fractions, |x| *x, |a, b| a + b).unwrap();
+            let pi = 4.0 * want / PI_BLOCKS as f64;
+            assert!((pi - std::f64::consts::PI).abs() < 0.01, "pi estimate {pi}");
+            for p in [1usize, 2, 3, 8] {
+                let pool = pool(p);
+                for &s in &SCHEDULES {
+                    // The reduction of the 1e7-sample blocks' values, for every P and schedule.
+                    let got = pool
+                        .par_map_reduce_with(s, leaf, &fractions, |x| *x, |a, b| a + b)
+                        .unwrap();
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "leaf={leaf} P={p} {s:?}: {got:e} vs {want:e}"
+                    );
+                }
+            }
+        }
+        // The whole pipeline (1e7 samples drawn inside the parallel map) for a few pool sizes
+        // and schedules (each run draws all 1e7 samples, so not the full matrix in debug builds).
+        let want = serial_map_reduce(3, &fractions, |x| *x, |a, b| a + b).unwrap();
+        for (p, s) in [
+            (1usize, Schedule::Static),
+            (2, Schedule::Guided(1)),
+            (3, Schedule::Dynamic(1)),
+            (8, Schedule::Adaptive),
+        ] {
+            let pool = pool(p);
+            let got = pool
+                .par_map_reduce_with(s, 3, 0..PI_BLOCKS, block_fraction, |a, b| a + b)
+                .unwrap();
+            assert_eq!(got.to_bits(), want.to_bits(), "pipeline P={p} {s:?}");
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deterministic reduction of random f64
+
+/// Random values of wildly different magnitudes, so that the association order matters.
+fn value(i: usize) -> f64 {
+    let u = hash_unif(i as u64) - 0.5;
+    let e = (parview::demo::splitmix64(i as u64 ^ 0xABCD) % 24) as i32 - 12;
+    u * 10f64.powi(e)
+}
+
+#[test]
+fn par_map_reduce_of_a_million_f64_is_bitwise_identical() {
+    within(300, || {
+        let n = 1_000_000usize;
+        let xs: Vec<f64> = (0..n).map(value).collect();
+        // Sensitivity check: the order of additions does change the bits for this data, so the
+        // equalities below are not vacuous.
+        let fwd: f64 = xs.iter().sum();
+        let rev: f64 = xs.iter().rev().sum();
+        assert_ne!(
+            fwd.to_bits(),
+            rev.to_bits(),
+            "data not order-sensitive; test would be vacuous"
+        );
+
+        for leaf in [DEFAULT_LEAF, 777] {
+            let want = serial_map_reduce(leaf, &xs, |x| *x, |a, b| a + b).unwrap();
+            let sizes: Vec<usize> = if leaf == DEFAULT_LEAF {
+                (1..=8).collect()
+            } else {
+                vec![1, 3, 8]
+            };
+            for p in sizes {
+                let pool = pool(p);
+                for &s in &SCHEDULES {
+                    let got = pool
+                        .par_map_reduce_with(s, leaf, &xs, |x| *x, |a, b| a + b)
+                        .unwrap();
+                    assert_eq!(got.to_bits(), want.to_bits(), "leaf={leaf} P={p} {s:?}");
+                }
+                if leaf == DEFAULT_LEAF {
+                    let got = pool.par_map_reduce(&xs, |x| *x, |a, b| a + b).unwrap();
+                    assert_eq!(got.to_bits(), want.to_bits(), "par_map_reduce P={p}");
+                    let sum: f64 = pool.par_sum(&xs);
+                    assert_eq!(sum.to_bits(), want.to_bits(), "par_sum P={p}");
+                    // A map that is not the identity, over a range input.
+                    let sq = pool
+                        .par_map_reduce(0..n, |i| value(i) * value(i), |a, b| a + b)
+                        .unwrap();
+                    let sq_want = serial_map_reduce(
+                        DEFAULT_LEAF,
+                        0..n,
+                        |i| value(i) * value(i),
+                        |a, b| a + b,
+                    )
+                    .unwrap();
+                    assert_eq!(sq.to_bits(), sq_want.to_bits(), "range map P={p}");
+                }
+            }
+        }
+        // Free functions on the global pool agree too.
+        let want = serial_map_reduce(DEFAULT_LEAF, &xs, |x| *x, |a, b| a + b).unwrap();
+        let s: f64 = parview::par_sum(&xs);
+        assert_eq!(s.to_bits(), want.to_bits());
+        let s = parview::par_map_reduce(&xs, |x| *x, |a, b| a + b).unwrap();
+        assert_eq!(s.to_bits(), want.to_bits());
+    });
+}
+
+#[test]
+fn non_commutative_reduction_keeps_input_order() {
+    within(60, || {
+        let want = serial_map_reduce(
+            5,
+            0..200usize,
+            |i| i.to_string(),
+            |a, b| format!("({a},{b})"),
+        )
+        .unwrap();
+        for p in [1usize, 3, 8] {
+            let pool = pool(p);
+            for &s in &SCHEDULES {
+                let got = pool
+                    .par_map_reduce_with(
+                        s,
+                        5,
+                        0..200usize,
+                        |i| i.to_string(),
+                        |a, b| format!("({a},{b})"),
+                    )
+                    .unwrap();
+                assert_eq!(got, want, "P={p} {s:?}");
+            }
+            assert_eq!(pool.par_map_reduce(0..0usize, |i| i, |a, b| a + b), None);
+            let e: f64 = pool.par_sum(&Vec::<f64>::new());
+            assert_eq!(e, 0.0);
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// RNG streams
+
+fn draw(mut r: impl Rng, k: usize) -> Vec<u64> {
+    (0..k).map(|_| r.next_u64()).collect()
+}
+
+#[test]
+fn rng_streams_are_reproducible_and_distinct() {
+    let s = Streams::new(42);
+    // Same (seed, block): same sequence.
+    for b in [0usize, 1, 7, 1000] {
+        assert_eq!(
+            draw(s.for_block(b), 64),
+            draw(Streams::new(42).for_block(b), 64)
+        );
+        assert_eq!(draw(s.for_item(b), 64), draw(stream(42, b as u64), 64));
+    }
+    // Different blocks / items / seeds: different sequences (and no shared prefix).
+    let blocks: Vec<Vec<u64>> = (0..64).map(|b| draw(s.for_block(b), 16)).collect();
+    for i in 0..blocks.len() {
+        for j in i + 1..blocks.len() {
+            assert_ne!(blocks[i], blocks[j], "blocks {i} and {j} share a sequence");
+            assert_ne!(blocks[i][0], blocks[j][0], "blocks {i} and {j} start alike");
+        }
+    }
+    let items: Vec<Vec<u64>> = (0..64).map(|i| draw(s.for_item(i), 16)).collect();
+    for i in 0..64 {
+        assert_ne!(items[i], blocks[i], "item and block streams collide at {i}");
+        for j in i + 1..64 {
+            assert_ne!(items[i], items[j]);
+        }
+    }
+    assert_ne!(
+        draw(Streams::new(43).for_block(0), 16),
+        blocks[0],
+        "seed must matter"
+    );
+    // A stream is not a shifted copy of its neighbour.
+    let long0 = draw(s.for_block(0), 256);
+    let long1 = draw(s.for_block(1), 256);
+    assert!(long1.iter().all(|x| !long0[..8].contains(x)));
+}
+
+#[test]
+fn par_map_rng_and_par_blocks_rng_identical_across_pools_and_schedules() {
+    within(120, || {
+        let n = 3000usize;
+        let want: Vec<(u64, f64)> = (0..n)
+            .map(|i| {
+                let mut r = Streams::new(7).for_item(i);
+                (r.next_u64(), r.random::<f64>())
+            })
+            .collect();
+        let nb = (3 * BLOCK + 17).div_ceil(BLOCK);
+        let total = 3 * BLOCK + 17;
+        let want_blocks: Vec<f64> = (0..nb)
+            .map(|b| {
+                let mut r = Streams::new(9).for_block(b);
+                block_range(b, total).map(|_| r.random::<f64>()).sum()
+            })
+            .collect();
+        for p in [1usize, 2, 3, 8] {
+            let pool = pool(p);
+            for &s in &SCHEDULES {
+                let got = pool.par_map_rng(s, 7, n, |r, _| (r.next_u64(), r.random::<f64>()));
+                assert_eq!(got.len(), n);
+                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        a.0 == b.0 && a.1.to_bits() == b.1.to_bits(),
+                        "P={p} {s:?} item {i}"
+                    );
+                }
+                let blocks = pool.par_blocks_rng(s, 9, nb, |r, b| {
+                    block_range(b, total)
+                        .map(|_| r.random::<f64>())
+                        .sum::<f64>()
+                });
+                let bits: Vec<u64> = blocks.iter().map(|x| x.to_bits()).collect();
+                let want_bits: Vec<u64> = want_blocks.iter().map(|x| x.to_bits()).collect();
+                assert_eq!(bits, want_bits, "P={p} {s:?}");
+            }
+        }
+        // The global pool gives the same as well.
+        let g = Pool::global().par_map_rng(Schedule::Adaptive, 7, n, |r, _| r.next_u64());
+        assert_eq!(g, want.iter().map(|w| w.0).collect::<Vec<_>>());
+    });
+}
