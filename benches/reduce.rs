@@ -13,7 +13,10 @@ fn sums(c: &mut Criterion) {
     let n = 10_000_000;
     let xs: Vec<f64> = (0..n as u64).map(parview::demo::hash_unif).collect();
     let pool = parview::Pool::builder().workers(2).build().unwrap();
-    let rayon = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let rayon = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
 
     let mut g = c.benchmark_group("sum_10M_f64");
     g.sample_size(20);

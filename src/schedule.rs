@@ -14,7 +14,7 @@
 //! * [`Schedule::Dynamic`]`(c)`: chunks of `c` in index order, taken by whoever is idle.
 //! * [`Schedule::Guided`]`(m)`: the next chunk has `max(ceil(remaining / P), m)` items (libgomp's
 //!   rule), capped by what remains.
-//! * [`Schedule::Adaptive`]: each participant starts with one item and doubles its chunk while a
+//! * [`Schedule::Adaptive`]: each participant starts with one item and grows its chunk (×2 to ×16) while a
 //!   chunk finishes in under [`ADAPTIVE_TARGET`], capped at `ceil(remaining / 2P)` so the tail
 //!   stays shareable.
 //! * `n = 0` dispatches nothing. A chunk size of 0 is a [`ScheduleError`].
@@ -109,7 +109,7 @@ impl Schedule {
     /// The chunks this schedule cuts `0..n` into for `parts` engines, in the order a single
     /// thread would take them, each with the engine (slot) it belongs to. For `Dynamic`,
     /// `Guided` and `Adaptive` the slot is `None`: any engine may take the chunk. `Adaptive`'s
-    /// real sizes depend on timing; here every chunk is treated as fast, so sizes double.
+    /// real sizes depend on timing; here every chunk is treated as fast, so sizes grow sixteenfold per chunk.
     ///
     /// # Panics
     /// If the schedule is invalid (see [`validate`](Self::validate)) or `parts` is 0; the message
@@ -236,11 +236,16 @@ impl Default for Claimer {
 }
 
 impl Claimer {
-    /// After an adaptive chunk that took `busy`: double the next chunk if it was cheap.
+    /// After an adaptive chunk that took `busy`: grow the next chunk by the headroom left under
+    /// [`ADAPTIVE_TARGET`] (at least ×2, at most ×16 per step), or halve it if the chunk ran far
+    /// over. Growing by the measured headroom reaches the target in few steps, so a map of cheap
+    /// items reads the clock only a handful of times.
     #[inline]
     pub(crate) fn grow(&mut self, busy: Duration) {
         if busy < ADAPTIVE_TARGET {
-            self.size = self.size.saturating_mul(2);
+            let headroom = ADAPTIVE_TARGET.as_nanos() / busy.as_nanos().max(1);
+            let factor = headroom.clamp(2, 16) as usize;
+            self.size = self.size.saturating_mul(factor);
         } else if busy > 4 * ADAPTIVE_TARGET && self.size > 1 {
             self.size /= 2;
         }
@@ -549,12 +554,15 @@ mod tests {
     #[test]
     fn adaptive_grows_then_shrinks_with_cost() {
         let mut cl = Claimer::default();
-        cl.grow(Duration::ZERO);
-        cl.grow(Duration::ZERO);
-        assert_eq!(cl.size, 4);
-        cl.grow(ADAPTIVE_TARGET * 10);
-        assert_eq!(cl.size, 2);
-        cl.grow(ADAPTIVE_TARGET * 2);
-        assert_eq!(cl.size, 2);
+        cl.grow(Duration::ZERO); // very cheap: the largest step
+        assert_eq!(cl.size, 16);
+        cl.grow(ADAPTIVE_TARGET / 4); // headroom 4
+        assert_eq!(cl.size, 64);
+        cl.grow(ADAPTIVE_TARGET * 9 / 10); // little headroom: still at least doubles
+        assert_eq!(cl.size, 128);
+        cl.grow(ADAPTIVE_TARGET * 10); // far over: halve
+        assert_eq!(cl.size, 64);
+        cl.grow(ADAPTIVE_TARGET * 2); // a bit over: keep
+        assert_eq!(cl.size, 64);
     }
 }
