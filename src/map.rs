@@ -582,6 +582,8 @@ where
             match res {
                 Ok(None) => break,
                 Ok(Some(e)) => {
+                    // Stop first: from here on no participant can claim a new chunk.
+                    self.disp.stop();
                     {
                         let mut rep = self.report();
                         if rep.error.as_ref().is_none_or(|(j, _)| i < *j) {
@@ -590,7 +592,6 @@ where
                         rep.holes.push(i..i + 1);
                         rep.stopped = true;
                     }
-                    self.disp.stop();
                     self.hole(i + 1..end, false);
                     return i + 1 - r.start;
                 }

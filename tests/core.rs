@@ -447,12 +447,28 @@ fn try_par_map_starts_no_new_chunk_after_an_error() {
         assert!(runs[..=500].iter().all(|c| c.load(Ordering::Relaxed) == 1));
 
         // Two and three workers: at most one in-flight chunk per participant may finish.
+        // Items after 500 wait until item 500 has failed and then sleep, so the participant that
+        // ran item 500 always gets a core to stop the map: the bound does not depend on how
+        // the OS schedules threads (a preempted participant could otherwise let the others run
+        // thousands of legitimately claimed items).
         for p in [2usize, 3] {
             let pool = pool(p);
             let runs = counters(10_000);
+            let failed = std::sync::atomic::AtomicBool::new(false);
             let r = pool.try_par_map_with(Schedule::Dynamic(1), 0..10_000usize, |i| {
                 runs[i].fetch_add(1, Ordering::Relaxed);
-                if i == 500 { Err("stop") } else { Ok(i) }
+                if i > 500 {
+                    while !failed.load(Ordering::Acquire) {
+                        std::thread::yield_now();
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                if i == 500 {
+                    failed.store(true, Ordering::Release);
+                    Err("stop")
+                } else {
+                    Ok(i)
+                }
             });
             assert!(
                 matches!(r, Err(MapError::Failed { index: 500, .. })),
