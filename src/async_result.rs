@@ -17,7 +17,7 @@ use crate::error::{ItemError, MapError};
 use crate::latch::Gate;
 use crate::map::{
     Body, ChannelSink, IntoMapInput, Participate, Report, ResultSink, Sink, Timings, Tracker,
-    VecSink, Work, drop_written, report_error,
+    VecSink, Work, collect,
 };
 use crate::pool::{Job, Pool};
 use crate::schedule::{Claimer, Dispenser, Schedule};
@@ -96,21 +96,11 @@ impl<R: Send + 'static> AsyncOutput for VecOut<R> {
         let sink = VecSink(v.as_mut_ptr());
         (VecOut(Mutex::new(v)), sink)
     }
-    fn finish(
-        &self,
-        mut rep: Report<Infallible>,
-        n: usize,
-        done: usize,
-    ) -> Result<Vec<R>, MapError> {
-        let mut v = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
-        if rep.holes.is_empty() && rep.panic.is_none() {
-            // SAFETY: no holes: all n slots were written once, by participants that have left.
-            unsafe { v.set_len(n) };
-            return Ok(v);
-        }
-        // SAFETY: slots outside the holes were written; they are dropped once, `v` keeps len 0.
-        unsafe { drop_written(v.as_mut_ptr(), n, &mut rep.holes) };
-        Err(report_error(rep, done, n).expect("holes imply an error"))
+    fn finish(&self, rep: Report<Infallible>, n: usize, _done: usize) -> Result<Vec<R>, MapError> {
+        let v = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        // SAFETY: called once, by the last participant, after the gate closed; the sink wrote
+        // exactly the slots outside the report's holes.
+        unsafe { collect(v, n, rep) }
     }
 }
 
@@ -130,18 +120,12 @@ impl<R: Send + 'static> AsyncOutput for ResultsOut<R> {
         &self,
         mut rep: Report<Infallible>,
         n: usize,
-        done: usize,
+        _done: usize,
     ) -> Result<Self::T, MapError> {
-        let mut v = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
-        if rep.holes.is_empty() {
-            // SAFETY: every slot holds Ok or the Err of its panic.
-            unsafe { v.set_len(n) };
-            return Ok(v);
-        }
-        // SAFETY: as for `VecOut`.
-        unsafe { drop_written(v.as_mut_ptr(), n, &mut rep.holes) };
-        rep.panic = None;
-        Err(report_error(rep, done, n).unwrap_or(MapError::Aborted { done, total: n }))
+        let v = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        rep.panic = None; // absorbed: each panicked item holds its ItemError
+        // SAFETY: as for `VecOut`: the last participant, once, after the gate closed.
+        unsafe { collect(v, n, rep) }
     }
 }
 

@@ -755,6 +755,7 @@ impl Participate for Borrowed {
 pub(crate) const INLINE_BUDGET: Duration = Duration::from_micros(1);
 
 /// How a blocking map is run.
+#[derive(Clone, Copy)]
 pub(crate) enum Mode<'t> {
     /// The caller works; up to `P − 1` engines join through tickets.
     Shared,
@@ -860,6 +861,30 @@ pub(crate) unsafe fn drop_written<R>(base: *mut R, n: usize, holes: &mut [Range<
     }
 }
 
+/// Finishes a map whose results went into the spare capacity of `out` (`n` slots): the vector
+/// when every slot was written, else the written slots are dropped (once) and the map's error is
+/// returned. Maps whose sink absorbs panics clear `rep.panic` first.
+///
+/// # Safety
+/// Every participant has left, `rep` is the map's concluded report, and exactly the slots of
+/// `0..n` outside `rep.holes` were written, once each.
+pub(crate) unsafe fn collect<R, E>(
+    mut out: Vec<R>,
+    n: usize,
+    mut rep: Report<E>,
+) -> Result<Vec<R>, MapError<E>> {
+    if rep.holes.is_empty() && rep.error.is_none() && rep.panic.is_none() {
+        // SAFETY: no holes: every slot of 0..n was written exactly once (caller contract).
+        unsafe { out.set_len(n) };
+        return Ok(out);
+    }
+    let done = n - rep.holes.iter().map(|h| h.len()).sum::<usize>();
+    // SAFETY: the slots outside the holes were written (caller contract) and are dropped here,
+    // once; `out` keeps length 0, so dropping it frees only the buffer.
+    unsafe { drop_written(out.as_mut_ptr(), n, &mut rep.holes) };
+    Err(report_error(rep, done, n).unwrap_or(MapError::Aborted { done, total: n }))
+}
+
 /// Turns a finished map's report into the error to return, if any. Panics take precedence over
 /// a stop only when they have the lower index.
 pub(crate) fn report_error<E>(rep: Report<E>, done: usize, n: usize) -> Option<MapError<E>> {
@@ -917,10 +942,12 @@ impl Pool {
         run_borrowed(&self.reg, body, units, Mode::Shared);
     }
 
-    /// The common path of every blocking map into a fresh `Vec`: `Ok(results)` or the report.
+    /// The common path of every blocking map into a fresh `Vec`, shared or directed:
+    /// `Ok(results)` or the map's error.
     pub(crate) fn map_vec<I, R, E, F>(
         &self,
         schedule: Schedule,
+        mode: Mode<'_>,
         input: I,
         f: F,
         tracker: Option<Arc<Tracker>>,
@@ -938,21 +965,18 @@ impl Pool {
         if n == 0 {
             return Ok(out);
         }
-        let disp = Dispenser::new(schedule, n, self.workers());
+        let (parts, directed) = match mode {
+            Mode::Shared => (self.workers(), false),
+            Mode::Directed(t) => (t.len(), true),
+        };
+        let disp = Dispenser::new(schedule, n, parts);
         let units = disp.max_units();
-        let body = Body::new(input, f, VecSink(out.as_mut_ptr()), disp, false, tracker);
-        self.run_shared(&body, units);
-        let mut rep = body.conclude();
-        let done = n - rep.holes.iter().map(|h| h.len()).sum::<usize>();
-        if rep.holes.is_empty() && rep.error.is_none() && rep.panic.is_none() {
-            // SAFETY: no holes: every slot 0..n was written exactly once.
-            unsafe { out.set_len(n) };
-            return Ok(out);
-        }
-        // SAFETY: slots outside the holes were written and are dropped here, once; `out` keeps
-        // length 0 so it frees only the buffer.
-        unsafe { drop_written(out.as_mut_ptr(), n, &mut rep.holes) };
-        Err(report_error(rep, done, n).expect("holes imply an error"))
+        let body = Body::new(input, f, VecSink(out.as_mut_ptr()), disp, directed, tracker);
+        run_borrowed(&self.reg, &body, units, mode);
+        let rep = body.conclude();
+        // SAFETY: `run_borrowed` returned, so every participant has left; the VecSink wrote
+        // exactly the slots the report does not list as holes.
+        unsafe { collect(out, n, rep) }
     }
 
     /// Applies `f` to every item in parallel and returns the results in input order, with the
@@ -1004,6 +1028,7 @@ impl Pool {
         let n = input.len();
         match self.map_vec(
             schedule,
+            Mode::Shared,
             Passthrough(input),
             |x| Ok::<R, std::convert::Infallible>(f(x)),
             None,
@@ -1060,7 +1085,7 @@ impl Pool {
         R: Send,
         E: Send,
     {
-        self.map_vec(schedule, input, f, None)
+        self.map_vec(schedule, Mode::Shared, input, f, None)
     }
 
     /// Writes `f(item i)` into `out[i]`: no output allocation, no page faults on a fresh buffer.

@@ -17,7 +17,7 @@ use crate::async_result::{
     AsyncOutput, AsyncResult, Imap, ImapUnordered, Placement, ResultsOut, VecOut,
 };
 use crate::error::{ItemError, MapError};
-use crate::map::{Body, IntoMapInput, Mode, Tracker, VecSink, panic_message, raise, run_borrowed};
+use crate::map::{Body, IntoMapInput, Mode, Tracker, VecSink, panic_message, raise};
 use crate::pool::Pool;
 use crate::schedule::{Dispenser, Schedule, static_block};
 use crate::timeline::Timeline;
@@ -320,36 +320,13 @@ impl<'p> DirectView<'p> {
         R: Send,
         F: Fn(I::Item) -> R + Sync,
     {
-        let input = input.into_map_input();
-        let n = crate::map::input::MapInput::len(&input);
-        let mut out: Vec<R> = Vec::with_capacity(n);
-        if n == 0 {
-            return Ok(out);
-        }
-        let disp = Dispenser::new(Schedule::Static, n, self.targets.len());
-        let body = Body::new(
+        self.pool.map_vec(
+            Schedule::Static,
+            Mode::Directed(&self.targets),
             input,
             |x| Ok::<R, Infallible>(f(x)),
-            VecSink(out.as_mut_ptr()),
-            disp,
-            true,
             tracker,
-        );
-        run_borrowed(
-            &self.pool.reg,
-            &body,
-            self.targets.len(),
-            Mode::Directed(&self.targets),
-        );
-        let mut rep = body.conclude();
-        if rep.holes.is_empty() && rep.panic.is_none() {
-            // SAFETY: no holes: all n slots were written, and every participant has left.
-            unsafe { out.set_len(n) };
-            return Ok(out);
-        }
-        // SAFETY: slots outside the holes were written; dropped once; `out` keeps length 0.
-        unsafe { crate::map::drop_written(out.as_mut_ptr(), n, &mut rep.holes) };
-        Err(crate::map::report_error(rep, 0, n).expect("holes imply an error"))
+        )
     }
 
     /// One contiguous slice of `data` per targeted engine, `f(engine, piece)` run on that engine,
@@ -756,6 +733,7 @@ impl<'p> LoadBalancedView<'p> {
             let bar = crate::progress::Bar::start(label, tracker.clone());
             let v = self.pool.map_vec(
                 self.schedule,
+                Mode::Shared,
                 crate::map::Passthrough(input),
                 |x| Ok::<R, Infallible>(f(x)),
                 Some(tracker),
@@ -791,6 +769,7 @@ impl<'p> LoadBalancedView<'p> {
             .pool
             .map_vec(
                 self.schedule,
+                Mode::Shared,
                 crate::map::Passthrough(input),
                 |x| Ok::<R, Infallible>(f(x)),
                 Some(tracker.clone()),
@@ -977,14 +956,14 @@ impl<'p> ReturnExceptions<'p> {
             None,
         );
         v.pool.run_shared(&body, units);
-        let rep = body.conclude();
-        assert!(
-            rep.holes.is_empty(),
-            "a map that is not stopped leaves no holes"
-        );
-        // SAFETY: every slot holds Ok(result) or the Err of its item's panic.
-        unsafe { out.set_len(n) };
-        out
+        let mut rep = body.conclude();
+        rep.panic = None; // absorbed: each panicked item holds its ItemError
+        // SAFETY: `run_shared` returned, so every participant has left; every slot holds Ok or
+        // the Err of its panic, and a map that is never stopped leaves no other holes.
+        match unsafe { crate::map::collect(out, n, rep) } {
+            Ok(v) => v,
+            Err(e) => unreachable!("a map that cannot stop failed: {e}"),
+        }
     }
 
     /// [`map`](Self::map) in the background.
