@@ -53,10 +53,11 @@
 //!   to it alone. Idle engines spin briefly, then sleep ([`PoolBuilder::spin`]); the protocol is
 //!   documented in the `sleep` module and model-checked with loom.
 //! * A blocking map started from outside the pool puts **the calling thread to work at once**.
-//!   With the default [`Schedule::Adaptive`] it works alone for about a microsecond, so a tiny
-//!   map costs about what a serial loop costs; if work is left, up to `P − 1` engines join
-//!   (the caller plus them make a team of `P`, like OpenMP). Maps of at most `P` items, and
-//!   explicit schedules, are shared at once.
+//!   With the default [`Schedule::Adaptive`] and more than 256 items per engine it works alone
+//!   for about a microsecond, so a large map of trivial items costs little more than the serial
+//!   loop; if work is left, up to `P − 1` engines join (the caller plus them make a team of `P`,
+//!   like OpenMP). Smaller maps, where one item can be a large share of the work, and explicit
+//!   schedules are shared at once.
 //! * Calls made from inside an engine (nested maps, a DirectView call from a task) run other
 //!   queued work while they wait, so nesting never deadlocks, on one engine too.
 //! * [`Schedule`] cuts `0..n` into chunks: `Static` (one block per engine), `StaticChunked(c)`
