@@ -488,6 +488,8 @@ pub(crate) struct Body<In, F, S, R, E> {
     pub(crate) sink: S,
     pub(crate) disp: Dispenser,
     report: Mutex<Report<E>>,
+    /// Set before anything is written to `report`, so a clean map never takes the lock.
+    reported: std::sync::atomic::AtomicBool,
     directed: bool,
     pub(crate) tracker: Option<Arc<Tracker>>,
     _r: PhantomData<fn() -> R>,
@@ -538,13 +540,16 @@ where
             sink,
             disp,
             report: Mutex::new(Report::default()),
+            reported: std::sync::atomic::AtomicBool::new(false),
             directed,
             tracker,
             _r: PhantomData,
         }
     }
 
+    /// The failure report, for writing (marks the map as having something to report).
     fn report(&self) -> std::sync::MutexGuard<'_, Report<E>> {
+        self.reported.store(true, Ordering::Release);
         self.report.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -623,7 +628,11 @@ where
 
     /// After every participant has left: adds the never-claimed ranges and drops untaken input.
     pub(crate) fn conclude(&self) -> Report<E> {
-        let mut rep = std::mem::take(&mut *self.report());
+        let mut rep = if self.reported.load(Ordering::Acquire) {
+            std::mem::take(&mut *self.report())
+        } else {
+            Report::default()
+        };
         self.disp.unclaimed(self.directed, |r| {
             rep.untaken.push(r.clone());
             rep.holes.push(r);
@@ -654,17 +663,20 @@ where
             let items = self.run_chunk(r.clone());
             if let Some(start) = t0 {
                 let t1 = Instant::now();
-                cl.grow(t1 - start);
                 if let Some(t) = &self.tracker {
                     t.chunk(lane, r, start, t1, items, stolen, &mut local);
                 }
-                t0 = Some(t1);
                 if let (Some(b), Some(b0)) = (budget, began) {
-                    if t1 - b0 >= b {
+                    let spent = t1 - b0;
+                    if spent >= b {
                         finished = false;
                         break;
                     }
+                    cl.fit(t1 - start, items, b - spent);
+                } else {
+                    cl.grow(t1 - start);
                 }
+                t0 = Some(t1);
             }
         }
         if let Some(t) = &self.tracker {
@@ -755,10 +767,12 @@ impl Participate for Borrowed {
 pub(crate) const INLINE_BUDGET: Duration = Duration::from_micros(1);
 
 /// An adaptive map works alone first only when it has more than this many items per engine.
-/// The budget is checked between items, so the phase can delay sharing by one item's time; with
-/// at least 256 items per engine that is under 0.4% of an engine's share even when items are
-/// uneven. Smaller maps (64 primes, 100 pi chunks) are shared at once: measured, working alone
-/// first cost them 6% (primes) and 19% (pi 1e7) on 2 engines.
+/// Alone, the caller sizes each chunk to fill what is left of [`INLINE_BUDGET`] at the rate the
+/// previous chunk ran (starting with one item), so sharing is delayed by at most the first item,
+/// or by the budget times how much costlier later items turn out to be. With more than 256 items
+/// per engine one item is under 0.4% of an engine's share. Smaller maps (64 primes, 100 pi
+/// chunks) are shared at once: measured, working alone first cost them 6% (primes) and 19%
+/// (pi 1e7) on 2 engines.
 pub(crate) const INLINE_MIN_ITEMS_PER_ENGINE: usize = 256;
 
 /// How a blocking map is run.

@@ -252,6 +252,17 @@ impl Claimer {
     }
 }
 
+impl Claimer {
+    /// While working alone under a time budget: size the next chunk to fill the `remaining`
+    /// budget at the rate the last chunk (`items` in `busy`) ran, so an unexpectedly expensive
+    /// stretch overshoots the budget by its cost ratio, not by a whole grown chunk.
+    #[inline]
+    pub(crate) fn fit(&mut self, busy: Duration, items: usize, remaining: Duration) {
+        let per_item = (busy.as_nanos() / items.max(1) as u128).max(1);
+        self.size = (remaining.as_nanos() / per_item).clamp(1, 1 << 20) as usize;
+    }
+}
+
 impl Dispenser {
     /// A dispenser for a valid `schedule` over `0..n` and `parts >= 1` participants.
     pub(crate) fn new(schedule: Schedule, n: usize, parts: usize) -> Self {
