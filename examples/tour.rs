@@ -587,7 +587,7 @@ fn w_gauss(o: &Opts, pool: &Pool, rp: &rayon::ThreadPool, rows: &mut Vec<Row>) {
             INTO,
             vec![0.0; n],
             move |z| {
-                pool.par_map_into_with(Schedule::Static, 0..n, z, |i| demo::gauss(x[i], y[i], g))
+                pool.par_map_into_with(Schedule::Static, (x, y), z, |(a, b)| demo::gauss(*a, *b, g))
             },
             chk,
         ),
@@ -596,7 +596,7 @@ fn w_gauss(o: &Opts, pool: &Pool, rp: &rayon::ThreadPool, rows: &mut Vec<Row>) {
             Kind::Parview,
             INTO,
             vec![0.0; n],
-            move |z| pool.par_map_into(0..n, z, |i| demo::gauss(x[i], y[i], g)),
+            move |z| pool.par_map_into((x, y), z, |(a, b)| demo::gauss(*a, *b, g)),
             chk,
         ),
         into_buf(
@@ -618,14 +618,14 @@ fn w_gauss(o: &Opts, pool: &Pool, rp: &rayon::ThreadPool, rows: &mut Vec<Row>) {
             "parview par_map adaptive (collect)",
             Kind::Parview,
             COLLECT,
-            move || pool.par_map(0..n, |i| demo::gauss(x[i], y[i], g)),
+            move || pool.par_map((x, y), |(a, b)| demo::gauss(*a, *b, g)),
             chk,
         ),
         fresh(
             "parview par_map static (collect)",
             Kind::Parview,
             COLLECT,
-            move || pool.par_map_with(Schedule::Static, 0..n, |i| demo::gauss(x[i], y[i], g)),
+            move || pool.par_map_with(Schedule::Static, (x, y), |(a, b)| demo::gauss(*a, *b, g)),
             chk,
         ),
         fresh(

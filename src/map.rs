@@ -151,6 +151,44 @@ pub(crate) mod input {
         }
     }
 
+    /// Two inputs walked in step (`Iterator::zip`): item `i` is `(a[i], b[i])`; the length is
+    /// the shorter one's.
+    pub struct ZipInput<A, B> {
+        pub(crate) a: A,
+        pub(crate) b: B,
+    }
+
+    impl<A: MapInput, B: MapInput> MapInput for ZipInput<A, B> {
+        type Item = (A::Item, B::Item);
+        #[inline]
+        fn len(&self) -> usize {
+            self.a.len().min(self.b.len())
+        }
+        #[inline]
+        unsafe fn take(&self, i: usize) -> Self::Item {
+            // SAFETY: `i < min(len a, len b)` and taken once (caller contract), which is the
+            // contract of each side.
+            unsafe { (self.a.take(i), self.b.take(i)) }
+        }
+        unsafe fn release(&self, untaken: &[Range<usize>]) {
+            let n = self.len();
+            // The longer side's items past the shorter length were never taken either.
+            let with_tail = |side_len: usize| {
+                let mut ranges = untaken.to_vec();
+                if side_len > n {
+                    ranges.push(n..side_len);
+                }
+                ranges
+            };
+            // SAFETY: forwarded contract: once, after all takes, and these ranges were taken
+            // from neither side.
+            unsafe {
+                self.a.release(&with_tail(self.a.len()));
+                self.b.release(&with_tail(self.b.len()));
+            }
+        }
+    }
+
     impl<T> Drop for VecInput<T> {
         fn drop(&mut self) {
             // SAFETY: ptr/cap come from a Vec we own; length 0 frees the buffer without
@@ -160,7 +198,7 @@ pub(crate) mod input {
     }
 }
 
-use input::{MapInput, RangeInput, SliceInput, VecInput};
+use input::{MapInput, RangeInput, SliceInput, VecInput, ZipInput};
 
 impl<'a, T: Sync> IntoMapInput for &'a [T] {
     type Item = &'a T;
@@ -191,6 +229,26 @@ impl<T: Send> IntoMapInput for Vec<T> {
     type Input = VecInput<T>;
     fn into_map_input(self) -> Self::Input {
         VecInput::new(self)
+    }
+}
+
+/// Two inputs in step, like `Iterator::zip`: item `i` is `(a_i, b_i)`, and the map has as
+/// many items as the shorter input.
+///
+/// # Examples
+/// ```
+/// let x = [1.0, 2.0, 3.0];
+/// let y = vec![0.5, 0.5, 0.5];
+/// assert_eq!(parview::par_map((&x, &y), |(a, b)| a * b), vec![0.5, 1.0, 1.5]);
+/// ```
+impl<A: IntoMapInput, B: IntoMapInput> IntoMapInput for (A, B) {
+    type Item = (A::Item, B::Item);
+    type Input = ZipInput<A::Input, B::Input>;
+    fn into_map_input(self) -> Self::Input {
+        ZipInput {
+            a: self.0.into_map_input(),
+            b: self.1.into_map_input(),
+        }
     }
 }
 

@@ -1185,3 +1185,42 @@ fn pool_is_usable_after_many_failures_of_every_kind() {
         }
     });
 }
+
+#[test]
+fn zipped_inputs_walk_in_step_and_drop_every_owned_item_once() {
+    use std::sync::atomic::AtomicUsize;
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    struct D(u32);
+    impl Drop for D {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    within(60, || {
+        let pool = pool(3);
+        // Borrowed pair: same as indexing both.
+        let x: Vec<f64> = (0..1000).map(f64::from).collect();
+        let y: Vec<f64> = (0..1000).map(|i| f64::from(i) * 0.5).collect();
+        let z = pool.par_map((&x, &y), |(a, b)| a - b);
+        assert_eq!(z, (0..1000).map(|i| f64::from(i) * 0.5).collect::<Vec<_>>());
+        // Owned pair of unequal lengths: as many items as the shorter; every item of both
+        // sides dropped exactly once, also when the map stops early.
+        for stop_at in [None, Some(17usize)] {
+            DROPS.store(0, Ordering::Relaxed);
+            let a: Vec<D> = (0..100).map(D).collect();
+            let b: Vec<D> = (0..130).map(D).collect();
+            let r = pool.try_par_map_with(Schedule::Dynamic(4), (a, b), |(p, q)| {
+                if Some(p.0 as usize) == stop_at {
+                    Err("stop")
+                } else {
+                    Ok(p.0 + q.0)
+                }
+            });
+            match stop_at {
+                None => assert_eq!(r.unwrap(), (0..100).map(|i| 2 * i).collect::<Vec<u32>>()),
+                Some(i) => assert!(matches!(r, Err(MapError::Failed { index, .. }) if index == i)),
+            }
+            assert_eq!(DROPS.load(Ordering::Relaxed), 230, "stop_at {stop_at:?}");
+        }
+    });
+}
