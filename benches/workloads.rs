@@ -85,13 +85,13 @@ fn gauss(c: &mut Criterion) {
     let want = demo::checksum(&z);
     g.bench_function("parview/into_static", |b| {
         b.iter(|| {
-            pool.par_map_into_with(Schedule::Static, 0..n, &mut z, |i| {
-                demo::gauss(x[i], y[i], gm)
+            pool.par_map_into_with(Schedule::Static, (x, y), &mut z, |(a, b)| {
+                demo::gauss(*a, *b, gm)
             })
         })
     });
     g.bench_function("parview/into_adaptive", |b| {
-        b.iter(|| pool.par_map_into(0..n, &mut z, |i| demo::gauss(x[i], y[i], gm)))
+        b.iter(|| pool.par_map_into((x, y), &mut z, |(a, b)| demo::gauss(*a, *b, gm)))
     });
     assert_eq!(demo::checksum(&z).to_bits(), want.to_bits());
     g.bench_function("rayon/into", |b| {
@@ -113,7 +113,7 @@ fn gauss(c: &mut Criterion) {
         })
     });
     g.bench_function("parview/collect_adaptive", |b| {
-        b.iter(|| pool.par_map(0..n, |i| demo::gauss(x[i], y[i], gm)))
+        b.iter(|| pool.par_map((x, y), |(a, b)| demo::gauss(*a, *b, gm)))
     });
     g.bench_function("rayon/collect", |b| {
         b.iter(|| {

@@ -398,12 +398,14 @@ impl Timeline {
             .collect()
     }
 
-    /// Load imbalance: the busiest lane's busy time divided by the mean busy
-    /// time over all lanes that exist (every engine of the pool, idle ones
-    /// included, plus the caller if it ran any chunk).
+    /// Load imbalance: the busiest lane's busy time divided by the mean busy time over the
+    /// team — the [`engines`](Self::engines) busiest lanes.
     ///
-    /// 1.0 means perfectly balanced; `n` lanes with all work on one give `n`.
-    /// A timeline with no busy time at all reports 1.0.
+    /// A map runs on a team of `P` threads: the `P` engines, or — when the map was called
+    /// from outside the pool — the caller plus `P − 1` engines, so one engine then idles by
+    /// design and must not count as imbalance. An engine of the team that got no work counts
+    /// (its busy time is 0). 1.0 means perfectly balanced; all work on one of `P` lanes gives
+    /// `P`. A timeline with no busy time at all reports 1.0.
     ///
     /// ```
     /// use std::time::Duration;
@@ -415,21 +417,26 @@ impl Timeline {
     /// ]);
     /// // max 3 ms, mean 2 ms
     /// assert!((t.imbalance() - 1.5).abs() < 1e-9);
+    /// // Caller plus engine 0 balanced, engine 1 idle: the team of 2 is balanced.
+    /// let t = Timeline::new("lb", 2, ms(2), vec![
+    ///     ChunkRecord { lane: Lane::Caller, start: 0, end: 1, began: ms(0), ended: ms(2), stolen: false },
+    ///     ChunkRecord { lane: Lane::Engine(0), start: 1, end: 2, began: ms(0), ended: ms(2), stolen: true },
+    /// ]);
+    /// assert!((t.imbalance() - 1.0).abs() < 1e-9);
     /// ```
     pub fn imbalance(&self) -> f64 {
-        let busy = self.busy_by_lane();
-        if busy.is_empty() {
-            return 1.0;
-        }
-        let total: f64 = busy.iter().map(|(_, d)| d.as_secs_f64()).sum();
-        let max = busy
+        let mut busy: Vec<f64> = self
+            .busy_by_lane()
             .iter()
             .map(|(_, d)| d.as_secs_f64())
-            .fold(0.0_f64, f64::max);
-        if total <= 0.0 {
+            .collect();
+        busy.sort_by(|a, b| b.total_cmp(a));
+        busy.truncate(self.engines.max(1));
+        let total: f64 = busy.iter().sum();
+        if busy.is_empty() || total <= 0.0 {
             return 1.0;
         }
-        max / (total / busy.len() as f64)
+        busy[0] / (total / busy.len() as f64)
     }
 
     /// Total number of indices over all chunks (the map's length, given the
@@ -1049,7 +1056,8 @@ mod tests {
         assert_eq!(f[3].0, Lane::Caller);
         assert!(close(f[3].1, 1.0));
         // max 40, mean 90 / 4 = 22.5
-        assert!(close(t.imbalance(), 40.0 / 22.5));
+        // The team is the 3 busiest lanes (caller 40, engine 0 40, engine 1 10): max 40 / mean 30.
+        assert!(close(t.imbalance(), 40.0 / 30.0));
         let sum: Duration = t.busy_by_lane().iter().map(|(_, d)| *d).sum();
         assert_eq!(sum, t.serial_time());
     }
@@ -1110,7 +1118,7 @@ mod tests {
         assert!(s.contains("wall 40.000 ms"), "{s}");
         assert!(s.contains("serial 90.000 ms"), "{s}");
         assert!(s.contains("parallelism 2.25x"), "{s}");
-        assert!(s.contains("imbalance 1.78"), "{s}");
+        assert!(s.contains("imbalance 1.33"), "{s}");
         assert!(s.contains("engine 1 25.0%"), "{s}");
         assert!(s.contains("engine 2 0.0%"), "{s}");
         assert!(s.contains("caller 100.0%"), "{s}");
@@ -1196,7 +1204,7 @@ mod tests {
             "wall 40.000 ms",
             "serial 90.000 ms",
             "parallelism 2.25",
-            "imbalance 1.78",
+            "imbalance 1.33",
         ] {
             assert!(title.contains(needle), "{title:?} lacks {needle}");
         }
