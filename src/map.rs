@@ -397,6 +397,20 @@ pub(crate) struct Tracker {
     finished: std::sync::atomic::AtomicBool,
 }
 
+/// Runs `run` with a tracker that records a timeline for a map of `n` items, and returns its
+/// result with the [`Timeline`](crate::Timeline) (`label`, `engines` rows).
+pub(crate) fn with_timeline<T>(
+    n: usize,
+    label: String,
+    engines: usize,
+    run: impl FnOnce(Arc<Tracker>) -> T,
+) -> (T, crate::Timeline) {
+    let tracker = Arc::new(Tracker::new(n, true));
+    let out = run(tracker.clone());
+    let (records, wall) = tracker.take_records();
+    (out, crate::Timeline::new(label, engines, wall, records))
+}
+
 /// Timings of a map, as ipyparallel reports them.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Timings {

@@ -497,15 +497,7 @@ mod tests {
     use rand::{RngExt, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    const SCHEDULES: [Schedule; 7] = [
-        Schedule::Static,
-        Schedule::StaticChunked(1),
-        Schedule::StaticChunked(7),
-        Schedule::Dynamic(1),
-        Schedule::Dynamic(5),
-        Schedule::Guided(2),
-        Schedule::Adaptive,
-    ];
+    use crate::schedule::TEST_SCHEDULES as SCHEDULES;
 
     /// 1e6 values spanning many magnitudes and both signs, so that the
     /// association order visibly changes the rounded sum.

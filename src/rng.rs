@@ -307,15 +307,7 @@ mod tests {
     use crate::reduce::test_pool;
     use rand::{Rng, RngExt};
 
-    const SCHEDULES: [Schedule; 7] = [
-        Schedule::Static,
-        Schedule::StaticChunked(1),
-        Schedule::StaticChunked(7),
-        Schedule::Dynamic(1),
-        Schedule::Dynamic(5),
-        Schedule::Guided(2),
-        Schedule::Adaptive,
-    ];
+    use crate::schedule::TEST_SCHEDULES as SCHEDULES;
 
     fn take(mut rng: ChaCha8Rng, k: usize) -> Vec<u64> {
         (0..k).map(|_| rng.next_u64()).collect()

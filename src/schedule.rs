@@ -465,6 +465,18 @@ impl Dispenser {
     }
 }
 
+/// Every kind of schedule with small chunks, for tests that must hold under all of them.
+#[cfg(test)]
+pub(crate) const TEST_SCHEDULES: [Schedule; 7] = [
+    Schedule::Static,
+    Schedule::StaticChunked(1),
+    Schedule::StaticChunked(7),
+    Schedule::Dynamic(1),
+    Schedule::Dynamic(5),
+    Schedule::Guided(2),
+    Schedule::Adaptive,
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use crate::async_result::{
     AsyncOutput, AsyncResult, Imap, ImapUnordered, Placement, ResultsOut, VecOut,
 };
 use crate::error::{ItemError, MapError};
-use crate::map::{Body, IntoMapInput, Mode, Tracker, VecSink, panic_message, raise};
+use crate::map::{Body, IntoMapInput, Mode, Tracker, VecSink, panic_message, raise, with_timeline};
 use crate::pool::Pool;
 use crate::schedule::{Dispenser, Schedule, static_block};
 use crate::timeline::Timeline;
@@ -298,14 +298,14 @@ impl<'p> DirectView<'p> {
     {
         let input = input.into_map_input();
         let n = crate::map::input::MapInput::len(&input);
-        let tracker = Arc::new(Tracker::new(n, true));
-        let v = self
-            .run(crate::map::Passthrough(input), f, Some(tracker.clone()))
-            .unwrap_or_else(|e| raise(e, n));
-        let (records, wall) = tracker.take_records();
-        (
-            v,
-            Timeline::new("direct (static)", self.pool.workers(), wall, records),
+        with_timeline(
+            n,
+            "direct (static)".into(),
+            self.pool.workers(),
+            |tracker| {
+                self.run(crate::map::Passthrough(input), f, Some(tracker))
+                    .unwrap_or_else(|e| raise(e, n))
+            },
         )
     }
 
@@ -764,27 +764,18 @@ impl<'p> LoadBalancedView<'p> {
     {
         let input = input.into_map_input();
         let n = crate::map::input::MapInput::len(&input);
-        let tracker = Arc::new(Tracker::new(n, true));
-        let v = self
-            .pool
-            .map_vec(
-                self.schedule,
-                Mode::Shared,
-                crate::map::Passthrough(input),
-                |x| Ok::<R, Infallible>(f(x)),
-                Some(tracker.clone()),
-            )
-            .unwrap_or_else(|e| raise(e, n));
-        let (records, wall) = tracker.take_records();
-        (
-            v,
-            Timeline::new(
-                format!("load-balanced ({})", self.schedule),
-                self.pool.workers(),
-                wall,
-                records,
-            ),
-        )
+        let label = format!("load-balanced ({})", self.schedule);
+        with_timeline(n, label, self.pool.workers(), |tracker| {
+            self.pool
+                .map_vec(
+                    self.schedule,
+                    Mode::Shared,
+                    crate::map::Passthrough(input),
+                    |x| Ok::<R, Infallible>(f(x)),
+                    Some(tracker),
+                )
+                .unwrap_or_else(|e| raise(e, n))
+        })
     }
 
     /// Runs one task and returns its result (the calling thread runs it: it would wait anyway).
