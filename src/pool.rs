@@ -20,6 +20,11 @@
 //! [`AsyncResult`](crate::AsyncResult) is lost), then exit; `drop` joins them. If the last handle
 //! is dropped on one of the pool's own engines (from inside a job), the threads are detached
 //! instead of joined, since a thread cannot join itself.
+//!
+//! Known limit: an engine exits as soon as it finds no work after the drop began. A job that,
+//! during that drain, addresses an engine of the same pool through a `DirectView` can find
+//! that engine gone and wait forever (load-balanced and nested maps are unaffected: their
+//! caller can finish them alone). Do not address engines from jobs while the pool shuts down.
 
 use crate::map::Participate;
 use crate::sleep::Sleep;
