@@ -26,20 +26,13 @@
 //! into parallel tasks, as parview's maps do; otherwise rayon may run them inline.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use parview::{Pool, Schedule};
+use parview::Schedule;
 use rayon::prelude::*;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-fn pools() -> (Pool, rayon::ThreadPool) {
-    let w = parview::default_workers().expect("PARVIEW_WORKERS");
-    let pool = Pool::builder().workers(w).build().expect("parview pool");
-    let rp = rayon::ThreadPoolBuilder::new()
-        .num_threads(w)
-        .build()
-        .expect("rayon pool");
-    (pool, rp)
-}
+mod common;
+use common::pools;
 
 fn config() -> Criterion {
     Criterion::default()

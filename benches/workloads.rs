@@ -21,20 +21,13 @@
 //! interleaved, checked comparison.
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
+use parview::Schedule;
 use parview::demo::{self, Mat5, Mat10};
-use parview::{Pool, Schedule};
 use rayon::prelude::*;
 use std::time::Duration;
 
-fn pools() -> (Pool, rayon::ThreadPool) {
-    let w = parview::default_workers().expect("PARVIEW_WORKERS");
-    let pool = Pool::builder().workers(w).build().expect("parview pool");
-    let rp = rayon::ThreadPoolBuilder::new()
-        .num_threads(w)
-        .build()
-        .expect("rayon pool");
-    (pool, rp)
-}
+mod common;
+use common::pools;
 
 fn config() -> Criterion {
     Criterion::default()
