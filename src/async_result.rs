@@ -1,257 +1,29 @@
 //! [`AsyncResult`]: a map or task running in the background, with ready/wait/get, progress,
-//! abort and ipyparallel's timings.
+//! abort and ipyparallel's timings; and the streaming iterators of `imap`.
 //!
 //! # Invariants
 //! * The result is produced exactly once, by the last participant to leave the map's gate, and
 //!   is visible to every thread that sees [`AsyncResult::ready`] return true.
 //! * [`AsyncResult::progress`] comes from lock-free counters bumped once per finished chunk: it
-//!   never decreases and reaches `total` unless the map was aborted.
+//!   never decreases, never exceeds `total`, and reaches `total` unless the map was aborted.
 //! * [`AsyncResult::abort`]: once it returns, no new chunk starts (a chunk whose claim was made
 //!   before may still begin); running chunks finish; [`AsyncResult::get`] then returns
 //!   [`MapError::Aborted`] with the number of items done, unless everything had already finished.
 //! * **Dropping** an `AsyncResult` that is not ready aborts the map (Rust's drop-cancels rule):
 //!   nothing blocks, no thread leaks, and the engines drop the remaining work. Call
-//!   [`AsyncResult::wait`] first to let it finish.
+//!   [`AsyncResult::wait`] first to let it finish. A result nobody took is dropped value by
+//!   value; a panicking `Drop` among them is reported on stderr and cannot harm an engine.
+//! * Waiting never blocks an engine: see [`AsyncResult::wait`].
 
 use crate::error::{ItemError, MapError};
-use crate::latch::Gate;
-use crate::map::{
-    Body, ChannelSink, IntoMapInput, Participate, Report, ResultSink, Sink, Timings, Tracker,
-    VecSink, Work, collect,
-};
-use crate::pool::{Job, Pool};
-use crate::schedule::{Claimer, Dispenser, Schedule};
-use crate::timeline::{Lane, Timeline};
-use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use crate::latch::Signal;
+use crate::map::Tracker;
+use crate::map::run::AsyncCore;
+use crate::map::sink::{Msg, Stream};
+use crate::map::track::Timings;
+use crate::timeline::Timeline;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A one-shot completion flag that many threads can wait on.
-pub(crate) struct Completion {
-    done: AtomicBool,
-    lock: Mutex<()>,
-    cv: Condvar,
-}
-
-impl Completion {
-    fn new() -> Self {
-        Completion {
-            done: AtomicBool::new(false),
-            lock: Mutex::new(()),
-            cv: Condvar::new(),
-        }
-    }
-
-    fn set(&self) {
-        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.done.store(true, Ordering::Release);
-        self.cv.notify_all();
-    }
-
-    fn is_set(&self) -> bool {
-        self.done.load(Ordering::Acquire)
-    }
-
-    fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
-        let mut g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        while !self.is_set() {
-            match deadline {
-                None => g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return false;
-                    }
-                    g = self
-                        .cv
-                        .wait_timeout(g, d - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
-            }
-        }
-        true
-    }
-}
-
-/// How the results of a background map are kept and finally handed out.
-pub(crate) trait AsyncOutput: Send + Sync + Sized + 'static {
-    type R: Send;
-    type Sink: Sink<Self::R> + Send + 'static;
-    type T: Send + 'static;
-    fn new(n: usize) -> (Self, Self::Sink);
-    fn finish(&self, rep: Report<Infallible>, n: usize, done: usize) -> Result<Self::T, MapError>;
-}
-
-/// Results in a `Vec<R>`, in input order.
-pub(crate) struct VecOut<R>(Mutex<Vec<R>>);
-
-impl<R: Send + 'static> AsyncOutput for VecOut<R> {
-    type R = R;
-    type Sink = VecSink<R>;
-    type T = Vec<R>;
-    fn new(n: usize) -> (Self, VecSink<R>) {
-        let mut v = Vec::with_capacity(n);
-        let sink = VecSink(v.as_mut_ptr());
-        (VecOut(Mutex::new(v)), sink)
-    }
-    fn finish(&self, rep: Report<Infallible>, n: usize, _done: usize) -> Result<Vec<R>, MapError> {
-        let v = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
-        // SAFETY: called once, by the last participant, after the gate closed; the sink wrote
-        // exactly the slots outside the report's holes.
-        unsafe { collect(v, n, rep) }
-    }
-}
-
-/// `Result<R, ItemError>` per item (`return_exceptions`).
-pub(crate) struct ResultsOut<R>(Mutex<Vec<Result<R, ItemError>>>);
-
-impl<R: Send + 'static> AsyncOutput for ResultsOut<R> {
-    type R = R;
-    type Sink = ResultSink<R>;
-    type T = Vec<Result<R, ItemError>>;
-    fn new(n: usize) -> (Self, ResultSink<R>) {
-        let mut v = Vec::with_capacity(n);
-        let sink = ResultSink(VecSink(v.as_mut_ptr()));
-        (ResultsOut(Mutex::new(v)), sink)
-    }
-    fn finish(
-        &self,
-        mut rep: Report<Infallible>,
-        n: usize,
-        _done: usize,
-    ) -> Result<Self::T, MapError> {
-        let v = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
-        rep.panic = None; // absorbed: each panicked item holds its ItemError
-        // SAFETY: as for `VecOut`: the last participant, once, after the gate closed.
-        unsafe { collect(v, n, rep) }
-    }
-}
-
-/// Streams `(index, result)` to an iterator as items finish (`imap`).
-pub(crate) struct ChannelOut<R>(std::marker::PhantomData<fn() -> R>);
-
-type Msg<R> = (usize, Result<R, ItemError>);
-
-impl<R: Send + 'static> ChannelOut<R> {
-    fn with_sender(tx: std::sync::mpsc::Sender<Msg<R>>) -> (Self, ChannelSink<R>) {
-        (ChannelOut(std::marker::PhantomData), ChannelSink(tx))
-    }
-}
-
-impl<R: Send + 'static> AsyncOutput for ChannelOut<R> {
-    type R = R;
-    type Sink = ChannelSink<R>;
-    type T = ();
-    fn new(_n: usize) -> (Self, ChannelSink<R>) {
-        unreachable!("ChannelOut is built with a sender")
-    }
-    fn finish(&self, _rep: Report<Infallible>, _n: usize, _done: usize) -> Result<(), MapError> {
-        Ok(())
-    }
-}
-
-/// A background map: gate, body and the place its result goes.
-struct AsyncMap<In, F, O: AsyncOutput> {
-    gate: Gate,
-    body: Body<In, F, O::Sink, O::R, Infallible>,
-    out: O,
-    completion: Completion,
-    result: Mutex<Option<Result<O::T, MapError>>>,
-    n: usize,
-    label: String,
-    engines: usize,
-    timeline: bool,
-    timeline_taken: AtomicBool,
-}
-
-impl<In, F, O> AsyncMap<In, F, O>
-where
-    In: crate::map::input::MapInput + Send + 'static,
-    F: Fn(In::Item) -> Result<O::R, Infallible> + Send + Sync + 'static,
-    O: AsyncOutput,
-{
-    fn tracker(&self) -> &Tracker {
-        self.body
-            .tracker
-            .as_deref()
-            .expect("async maps always track")
-    }
-
-    fn finish(&self) {
-        if self.gate.finish() {
-            let rep = self.body.conclude();
-            let res = self.out.finish(rep, self.n, self.tracker().done());
-            *self.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(res);
-            self.tracker().mark_finished();
-            self.completion.set();
-        }
-    }
-}
-
-impl<In, F, O> Participate for AsyncMap<In, F, O>
-where
-    In: crate::map::input::MapInput + Send + 'static,
-    F: Fn(In::Item) -> Result<O::R, Infallible> + Send + Sync + 'static,
-    O: AsyncOutput,
-{
-    fn join(&self, lane: Lane) {
-        if self.gate.enter() {
-            self.body.work(lane, true, &mut Claimer::default(), None);
-            self.finish();
-        }
-    }
-
-    fn run_slot(&self, lane: Lane, slot: usize) {
-        self.body.run_slot(lane, slot);
-        self.finish();
-    }
-}
-
-/// What an [`AsyncResult`] needs from the map behind it.
-pub(crate) trait AsyncCore<T>: Send + Sync {
-    fn completion(&self) -> &Completion;
-    fn take(&self) -> Option<Result<T, MapError>>;
-    fn tracker(&self) -> &Arc<Tracker>;
-    fn stop(&self);
-    fn timeline(&self) -> Option<Timeline>;
-}
-
-impl<In, F, O> AsyncCore<O::T> for AsyncMap<In, F, O>
-where
-    In: crate::map::input::MapInput + Send + 'static,
-    F: Fn(In::Item) -> Result<O::R, Infallible> + Send + Sync + 'static,
-    O: AsyncOutput,
-{
-    fn completion(&self) -> &Completion {
-        &self.completion
-    }
-    fn take(&self) -> Option<Result<O::T, MapError>> {
-        self.result.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-    fn tracker(&self) -> &Arc<Tracker> {
-        self.body.tracker.as_ref().expect("async maps always track")
-    }
-    fn stop(&self) {
-        self.body.stop();
-    }
-    fn timeline(&self) -> Option<Timeline> {
-        if !self.timeline
-            || !self.completion.is_set()
-            || self.timeline_taken.swap(true, Ordering::AcqRel)
-        {
-            return None;
-        }
-        let (records, wall) = self.tracker().take_records();
-        Some(Timeline::new(
-            self.label.clone(),
-            self.engines,
-            wall,
-            records,
-        ))
-    }
-}
 
 /// A map or task running in the background (ipyparallel's `AsyncResult`,
 /// `concurrent.futures.Future`).
@@ -269,7 +41,7 @@ where
 /// assert_eq!(v[999], 999 * 999);
 /// ```
 pub struct AsyncResult<T> {
-    core: Arc<dyn AsyncCore<T>>,
+    pub(crate) core: Arc<dyn AsyncCore<T>>,
     /// Whether dropping this handle aborts an unfinished map.
     armed: bool,
 }
@@ -295,10 +67,17 @@ impl<T> AsyncResult<T> {
     /// assert!(ar.ready());
     /// ```
     pub fn ready(&self) -> bool {
-        self.core.completion().is_set()
+        self.core.signal().is_set()
     }
 
-    /// Blocks until the result is available. The waiting thread sleeps; it does not help.
+    /// Blocks until the result is available. From outside the pool the waiting thread spins
+    /// briefly, then sleeps. On an engine (of any pool) it does not block its engine: it works
+    /// on this map itself (a load-balanced map), and runs its engine's other pending work
+    /// meanwhile, so waiting from inside a job never deadlocks, on one engine too.
+    ///
+    /// # Panics
+    /// On an engine nested [`MAX_NESTED_WAITS`](crate::pool::MAX_NESTED_WAITS) blocking
+    /// calls deep (a clear panic instead of a stack overflow).
     ///
     /// # Examples
     /// ```
@@ -308,10 +87,24 @@ impl<T> AsyncResult<T> {
     /// assert_eq!(ar.progress(), (3, 3));
     /// ```
     pub fn wait(&self) {
-        self.core.completion().wait_deadline(None);
+        if self.ready() {
+            return;
+        }
+        crate::registry::nested(|| {
+            if crate::registry::nesting() > 0 {
+                self.core.help(); // on an engine: work on the map we wait for
+            }
+            let s = self.core.signal();
+            s.wait(&|| s.is_set(), None, self.core.spin());
+        });
     }
 
-    /// Waits at most `timeout`; true if the result is available.
+    /// Waits at most `timeout`; true if the result is available. Any `Duration` is accepted:
+    /// one too long to add to the current time waits forever. On an engine the thread runs its
+    /// engine's pending work meanwhile (a job it runs may take it past the timeout).
+    ///
+    /// # Panics
+    /// As [`wait`](Self::wait), on an engine nested too deep.
     ///
     /// # Examples
     /// ```
@@ -322,16 +115,25 @@ impl<T> AsyncResult<T> {
     /// assert!(ar.wait_timeout(Duration::from_secs(10)));
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.core
-            .completion()
-            .wait_deadline(Some(Instant::now() + timeout))
+        if self.ready() {
+            return true;
+        }
+        let deadline = Instant::now().checked_add(timeout);
+        crate::registry::nested(|| {
+            let s = self.core.signal();
+            s.wait(&|| s.is_set(), deadline, self.core.spin())
+        })
     }
 
-    /// Waits, then returns the result.
+    /// Waits (as [`wait`](Self::wait)), then returns the result.
+    ///
+    /// # Panics
+    /// As [`wait`](Self::wait), on an engine nested too deep.
     ///
     /// # Errors
     /// [`MapError::Panicked`] (lowest index, message, count) if items panicked,
-    /// [`MapError::Aborted`] if [`abort`](Self::abort) stopped the map first.
+    /// [`MapError::Aborted`] if [`abort`](Self::abort) stopped the map first,
+    /// [`MapError::TooLarge`] if the map's output could not be allocated (nothing ran).
     ///
     /// # Examples
     /// ```
@@ -358,8 +160,10 @@ impl<T> AsyncResult<T> {
     /// assert!(done <= total && total == 10);
     /// ```
     pub fn progress(&self) -> (usize, usize) {
-        let t = self.core.tracker();
-        (t.done(), t.total)
+        match self.core.tracker() {
+            Some(t) => (t.done(), t.total),
+            None => (0, 0),
+        }
     }
 
     /// Stops the map: once this returns, no new chunk starts; running chunks finish. `get`
@@ -388,7 +192,7 @@ impl<T> AsyncResult<T> {
     /// assert!(ar.elapsed() > std::time::Duration::ZERO);
     /// ```
     pub fn elapsed(&self) -> Duration {
-        self.core.tracker().elapsed()
+        self.core.tracker().map_or(Duration::ZERO, |t| t.elapsed())
     }
 
     /// First chunk start to last chunk finish so far.
@@ -401,7 +205,7 @@ impl<T> AsyncResult<T> {
     /// assert!(ar.wall_time() <= ar.elapsed());
     /// ```
     pub fn wall_time(&self) -> Duration {
-        self.core.tracker().timings().wall_time
+        self.timings().wall_time
     }
 
     /// Sum of the busy time of all chunks so far; `serial_time / wall_time` is the achieved
@@ -416,7 +220,7 @@ impl<T> AsyncResult<T> {
     /// assert_eq!(t.serial_time, ar.serial_time());
     /// ```
     pub fn serial_time(&self) -> Duration {
-        self.core.tracker().timings().serial_time
+        self.timings().serial_time
     }
 
     /// Wall and serial time together.
@@ -429,7 +233,9 @@ impl<T> AsyncResult<T> {
     /// let _ = ar.timings().wall_time;
     /// ```
     pub fn timings(&self) -> Timings {
-        self.core.tracker().timings()
+        self.core
+            .tracker()
+            .map_or_else(Timings::default, |t| t.timings())
     }
 
     /// The per-chunk timeline, if the view recorded one
@@ -450,6 +256,11 @@ impl<T> AsyncResult<T> {
 }
 
 impl<T: Send + 'static> AsyncResult<T> {
+    /// A handle on a started map.
+    pub(crate) fn from_core(core: Arc<dyn AsyncCore<T>>) -> Self {
+        AsyncResult { core, armed: true }
+    }
+
     /// Applies `f` to the value once it is there (the map behind stays the same).
     pub(crate) fn map_value<U: Send + 'static>(
         self,
@@ -478,15 +289,15 @@ where
     F: FnOnce(T) -> U + Send + Sync,
     T: Send,
 {
-    fn completion(&self) -> &Completion {
-        self.inner.completion()
+    fn signal(&self) -> &Signal {
+        self.inner.signal()
     }
     fn take(&self) -> Option<Result<U, MapError>> {
         let r = self.inner.take()?;
         let f = self.f.lock().unwrap_or_else(|e| e.into_inner()).take()?;
         Some(r.map(f))
     }
-    fn tracker(&self) -> &Arc<Tracker> {
+    fn tracker(&self) -> Option<&Arc<Tracker>> {
         self.inner.tracker()
     }
     fn stop(&self) {
@@ -494,6 +305,12 @@ where
     }
     fn timeline(&self) -> Option<Timeline> {
         self.inner.timeline()
+    }
+    fn help(&self) {
+        self.inner.help()
+    }
+    fn spin(&self) -> Duration {
+        self.inner.spin()
     }
 }
 
@@ -510,8 +327,9 @@ impl<T> AsyncResult<T> {
     /// assert_eq!(ar.get().unwrap().len(), 1000);
     /// ```
     pub fn show_progress(&self, label: &str) {
-        let bar = crate::progress::Bar::start(label, self.core.tracker().clone());
-        bar.detach();
+        if let Some(t) = self.core.tracker() {
+            crate::progress::Bar::start(label, t.clone()).detach();
+        }
     }
 }
 
@@ -523,125 +341,11 @@ impl<T> Drop for AsyncResult<T> {
     }
 }
 
-/// Where a background map runs.
-pub(crate) enum Placement<'t> {
-    /// Tickets for up to P engines.
-    Shared,
-    /// Slot k on engine `targets[k]`.
-    Directed(&'t [usize]),
-}
-
-impl Pool {
-    /// Starts a background map of `input` with `f`, keeping results in `O`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn start_async<I, F, O>(
-        &self,
-        schedule: Schedule,
-        input: I,
-        f: F,
-        make_out: impl FnOnce(usize) -> (O, O::Sink),
-        placement: Placement<'_>,
-        label: &str,
-        timeline: bool,
-    ) -> AsyncResult<O::T>
-    where
-        I: IntoMapInput,
-        I::Input: Send + 'static,
-        F: Fn(I::Item) -> O::R + Send + Sync + 'static,
-        O: AsyncOutput,
-    {
-        let input = input.into_map_input();
-        let n = crate::map::input::MapInput::len(&input);
-        let parts = match placement {
-            Placement::Shared => self.workers(),
-            Placement::Directed(t) => t.len(),
-        };
-        let disp = Dispenser::new(schedule, n, parts);
-        let units = disp.max_units();
-        let tracker = Arc::new(Tracker::new(n, timeline));
-        let (out, sink) = make_out(n);
-        let directed = matches!(placement, Placement::Directed(_));
-        let pre = match placement {
-            Placement::Directed(t) if n > 0 => t.len(),
-            _ => 0,
-        };
-        let map = Arc::new(AsyncMap {
-            gate: Gate::new(pre),
-            body: Body::new(
-                input,
-                move |x| Ok::<_, Infallible>(f(x)),
-                sink,
-                disp,
-                directed,
-                Some(tracker),
-            ),
-            out,
-            completion: Completion::new(),
-            result: Mutex::new(None),
-            n,
-            label: label.to_string(),
-            engines: self.workers(),
-            timeline,
-            timeline_taken: AtomicBool::new(false),
-        });
-        if n == 0 {
-            let rep = map.body.conclude();
-            *map.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(map.out.finish(rep, 0, 0));
-            map.completion.set();
-        } else {
-            match placement {
-                Placement::Shared => {
-                    let tickets = self.workers().min(units);
-                    self.reg
-                        .push_shared((0..tickets).map(|_| Job::Ticket(map.clone())));
-                }
-                Placement::Directed(targets) => {
-                    for (slot, &e) in targets.iter().enumerate() {
-                        self.reg.push_directed(e, Job::Directed(map.clone(), slot));
-                    }
-                }
-            }
-        }
-        AsyncResult {
-            core: map,
-            armed: true,
-        }
-    }
-
-    /// A background map whose results stream into an iterator (imap).
-    pub(crate) fn start_streaming<I, F, R>(
-        &self,
-        schedule: Schedule,
-        input: I,
-        f: F,
-    ) -> (AsyncResult<()>, std::sync::mpsc::Receiver<Msg<R>>, usize)
-    where
-        I: IntoMapInput,
-        I::Input: Send + 'static,
-        F: Fn(I::Item) -> R + Send + Sync + 'static,
-        R: Send + 'static,
-    {
-        let input = input.into_map_input();
-        let n = crate::map::input::MapInput::len(&input);
-        let (tx, rx) = std::sync::mpsc::channel();
-        let ar = self.start_async(
-            schedule,
-            crate::map::Passthrough(input),
-            f,
-            move |_| ChannelOut::with_sender(tx),
-            Placement::Shared,
-            "imap",
-            false,
-        );
-        (ar, rx, n)
-    }
-}
-
 /// Ordered streaming results of [`LoadBalancedView::imap`](crate::LoadBalancedView::imap):
 /// yields item `i`'s result as soon as items `0..=i` are done. Dropping it aborts the rest.
 pub struct Imap<R> {
     ar: AsyncResult<()>,
-    rx: std::sync::mpsc::Receiver<Msg<R>>,
+    rx: Arc<Stream<R>>,
     pending: Vec<Option<Result<R, ItemError>>>,
     next: usize,
     n: usize,
@@ -651,7 +355,7 @@ pub struct Imap<R> {
 /// `(index, result)` in completion order. Dropping it aborts the rest.
 pub struct ImapUnordered<R> {
     ar: AsyncResult<()>,
-    rx: std::sync::mpsc::Receiver<Msg<R>>,
+    rx: Arc<Stream<R>>,
     yielded: usize,
     n: usize,
 }
@@ -672,19 +376,28 @@ impl<R> std::fmt::Debug for ImapUnordered<R> {
     }
 }
 
-/// Next message, or `None` once the map is over and the channel is drained.
-fn recv<R>(ar: &AsyncResult<()>, rx: &std::sync::mpsc::Receiver<Msg<R>>) -> Option<Msg<R>> {
-    loop {
-        match rx.recv_timeout(Duration::from_millis(2)) {
-            Ok(m) => return Some(m),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return None,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if ar.ready() {
-                    return rx.try_recv().ok();
-                }
-            }
-        }
+/// Next message, or `None` once the map is over and the stream is drained. Waits like
+/// [`AsyncResult::wait`]: on an engine, by working on the map and running the engine's work.
+fn recv<R>(ar: &AsyncResult<()>, rx: &Stream<R>) -> Option<Msg<R>> {
+    if let Some(m) = rx.pop() {
+        return Some(m);
     }
+    crate::registry::nested(|| {
+        loop {
+            if let Some(m) = rx.pop() {
+                return Some(m);
+            }
+            if ar.ready() {
+                return rx.pop();
+            }
+            if crate::registry::nesting() > 0 {
+                ar.core.help();
+            }
+            let done = ar.core.signal();
+            rx.bell
+                .wait(&|| rx.has_message() || done.is_set(), None, ar.core.spin());
+        }
+    })
 }
 
 impl<R> Iterator for Imap<R> {
@@ -716,11 +429,7 @@ impl<R> Iterator for ImapUnordered<R> {
 }
 
 impl<R> Imap<R> {
-    pub(crate) fn new(
-        ar: AsyncResult<()>,
-        rx: std::sync::mpsc::Receiver<Msg<R>>,
-        n: usize,
-    ) -> Self {
+    pub(crate) fn new(ar: AsyncResult<()>, rx: Arc<Stream<R>>, n: usize) -> Self {
         Imap {
             ar,
             rx,
@@ -745,11 +454,7 @@ impl<R> Imap<R> {
 }
 
 impl<R> ImapUnordered<R> {
-    pub(crate) fn new(
-        ar: AsyncResult<()>,
-        rx: std::sync::mpsc::Receiver<Msg<R>>,
-        n: usize,
-    ) -> Self {
+    pub(crate) fn new(ar: AsyncResult<()>, rx: Arc<Stream<R>>, n: usize) -> Self {
         ImapUnordered {
             ar,
             rx,
@@ -768,5 +473,19 @@ impl<R> ImapUnordered<R> {
     /// ```
     pub fn progress(&self) -> (usize, usize) {
         self.ar.progress()
+    }
+}
+
+impl<R> Drop for Imap<R> {
+    fn drop(&mut self) {
+        self.ar.abort();
+        self.rx.close();
+    }
+}
+
+impl<R> Drop for ImapUnordered<R> {
+    fn drop(&mut self) {
+        self.ar.abort();
+        self.rx.close();
     }
 }

@@ -47,6 +47,17 @@ pub enum MapError<E = Infallible> {
         /// Items in the map.
         total: usize,
     },
+    /// The map's output cannot be allocated: nothing ran. (Blocking maps that do not return a
+    /// `Result` panic with this message instead.)
+    #[error(
+        "cannot allocate the output of a map over {items} items of {item_bytes} bytes each; nothing ran"
+    )]
+    TooLarge {
+        /// Items in the map.
+        items: usize,
+        /// Size of one result in bytes.
+        item_bytes: usize,
+    },
     /// The schedule was invalid.
     #[error(transparent)]
     Schedule(#[from] ScheduleError),

@@ -20,10 +20,19 @@
 //! outputs) happen before the last participant's `finish`, which then publishes them with the
 //! [`Latch`]'s `Release` store; the waiter's `Acquire` load sees them all.
 //!
-//! [`Latch`]: a flag plus the waiter's unparker. The setter stores the flag, then unparks; the
-//! waiter checks the flag, then parks. The parker's token semantics close the gap between them.
+//! [`Latch`]: a flag plus the waiter's [`Waker`]. The setter stores the flag, then wakes; the
+//! waiter checks the flag, then sleeps (through the engine's sleep protocol on an engine, on its
+//! own parker elsewhere). The parker's token semantics close the gap between them.
+//!
+//! [`Signal`]: the same for many waiters that come and go (an `AsyncResult` that several
+//! threads wait on, the bell of a streaming map). Waiters register under a mutex; the setter
+//! changes the state first, then takes the mutex and wakes everyone registered. Either the
+//! setter's critical section comes first — then the waiter, locking after it, sees the new state
+//! when it checks after registering — or the waiter's does, and the setter wakes it.
 
-use crate::sync::{AtomicBool, AtomicUsize, Ordering, Unparker};
+use crate::registry::{Waker, wait_until};
+use crate::sync::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 const CLOSED: usize = 1;
 const ONE: usize = 2;
@@ -78,12 +87,12 @@ impl Gate {
 /// A one-shot flag that wakes one waiting thread.
 pub(crate) struct Latch {
     set: AtomicBool,
-    waiter: Unparker,
+    waiter: Waker,
 }
 
 impl Latch {
-    /// A latch that will unpark `waiter` when set.
-    pub(crate) fn new(waiter: Unparker) -> Self {
+    /// A latch that will wake `waiter` when set.
+    pub(crate) fn new(waiter: Waker) -> Self {
         Latch {
             set: AtomicBool::new(false),
             waiter,
@@ -99,7 +108,72 @@ impl Latch {
     /// Set the latch and wake the waiter.
     pub(crate) fn set(&self) {
         self.set.store(true, Ordering::Release);
-        self.waiter.unpark();
+        self.waiter.wake();
+    }
+}
+
+/// A one-shot completion flag many threads can wait on, and a bell that wakes them without
+/// setting it. See the module docs.
+pub(crate) struct Signal {
+    set: std::sync::atomic::AtomicBool,
+    waiters: std::sync::Mutex<Vec<(u64, Waker)>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl Signal {
+    pub(crate) fn new() -> Self {
+        Signal {
+            set: std::sync::atomic::AtomicBool::new(false),
+            waiters: std::sync::Mutex::new(Vec::new()),
+            next_id: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Whether [`set`](Self::set) was called (Acquire: the setter's writes are visible).
+    #[inline]
+    pub(crate) fn is_set(&self) -> bool {
+        self.set.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub(crate) fn set(&self) {
+        self.set.store(true, std::sync::atomic::Ordering::Release);
+        self.ring();
+    }
+
+    /// Wakes every waiter (they re-check their condition).
+    pub(crate) fn ring(&self) {
+        let w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, k) in w.iter() {
+            k.wake();
+        }
+    }
+
+    /// Waits until `cond()` (true) or `deadline` (false), as [`wait_until`] does: helping on an
+    /// engine. `cond` must become true only through changes made before [`set`](Self::set) or
+    /// [`ring`](Self::ring).
+    pub(crate) fn wait(
+        &self,
+        cond: &dyn Fn() -> bool,
+        deadline: Option<Instant>,
+        spin: Duration,
+    ) -> bool {
+        if cond() {
+            return true;
+        }
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((id, Waker::current()));
+        let r = wait_until(cond, deadline, spin);
+        self.waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(i, _)| *i != id);
+        r
     }
 }
 
@@ -109,16 +183,14 @@ impl Latch {
 #[cfg(all(test, loom))]
 mod loom_model {
     use super::*;
-    use crate::sync::Parker;
     use loom::sync::Arc;
     use loom::thread;
 
     #[test]
     fn last_participant_publishes_all_work() {
         loom::model(|| {
-            let parker = Parker::new();
             let gate = Arc::new(Gate::new(1));
-            let latch = Arc::new(Latch::new(parker.unparker().clone()));
+            let latch = Arc::new(Latch::new(Waker::current()));
             let work = Arc::new(AtomicUsize::new(0));
             let lasts = Arc::new(AtomicUsize::new(0));
             let ticket = {
@@ -142,9 +214,11 @@ mod loom_model {
             if gate.finish() {
                 lasts.fetch_add(1, Ordering::Relaxed);
             } else {
-                while !latch.probe() {
-                    parker.park();
-                }
+                assert!(wait_until(
+                    &|| latch.probe(),
+                    None,
+                    std::time::Duration::ZERO
+                ));
             }
             let observed = work.load(Ordering::Relaxed);
             let entered = ticket.join().unwrap();

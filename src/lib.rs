@@ -58,8 +58,18 @@
 //!   loop; if work is left, up to `P − 1` engines join (the caller plus them make a team of `P`,
 //!   like OpenMP). Smaller maps, where one item can be a large share of the work, and explicit
 //!   schedules are shared at once.
-//! * Calls made from inside an engine (nested maps, a DirectView call from a task) run other
-//!   queued work while they wait, so nesting never deadlocks, on one engine too.
+//! * **Waiting never blocks an engine.** Every wait made on an engine thread — a nested map, a
+//!   DirectView call, [`AsyncResult::wait`]/[`get`](AsyncResult::get)/[`wait_timeout`](AsyncResult::wait_timeout),
+//!   iterating an [`Imap`] — runs that engine's own pending work (its mailbox first, then
+//!   shareable work) while it waits, and an async map's waiter works on that map itself. So any
+//!   nesting of views and pools that one thread per engine could finish in some serial order
+//!   finishes: `A.direct → B.direct → A.direct` on one-engine pools, or a task that calls
+//!   `submit(..).get()` on its own one-engine pool.
+//! * **Helping is bounded.** An engine nested [`pool::HELP_DEPTH`] waits deep takes only work
+//!   it must run (its mailbox, the map it waits for), so thousands of queued tasks that each
+//!   wait cannot pile up on one stack; a blocking call [`pool::MAX_NESTED_WAITS`] deep panics
+//!   with a message saying so instead of overflowing the stack. Engines get
+//!   [`pool::ENGINE_STACK`] bytes of stack by default.
 //! * [`Schedule`] cuts `0..n` into chunks: `Static` (one block per engine), `StaticChunked(c)`
 //!   (round-robin), `Dynamic(c)`, `Guided(m)` (libgomp's rule) and `Adaptive` (chunks that grow
 //!   while they are cheap). The cutting is in plain functions ([`schedule::static_block`],
@@ -69,9 +79,22 @@
 //!
 //! * Results come back in input order for every schedule and view; `imap_unordered` yields each
 //!   index once.
+//! * Every call into a pool returns, every item runs at most once (exactly once unless the map
+//!   was stopped), and every value — input items, results, panic payloads — is dropped exactly
+//!   once, whatever user code does.
 //! * A panic in an item never kills an engine. Blocking calls re-raise it after every other item
 //!   ran, naming the lowest failing index and how many failed; `try_` forms and
 //!   [`AsyncResult::get`] return [`MapError`]; `return_exceptions` gives one `Result` per item.
+//! * No user code can kill an engine or leave a call hanging: not a closure, not an `init` or a
+//!   reduce op, not a `Drop` of an input, a result or a panic payload. A `Drop` that panics
+//!   while parview drops the value is caught and reported as a panic of that item
+//!   ([`MapError::Panicked`]; on stderr when nobody is left to tell), and every other value is
+//!   still dropped.
+//! * Sizes are checked, never wrapped: chunk sizes up to `usize::MAX` are clamped to the
+//!   input, ranges up to `usize::MAX` items can be mapped and aborted, a map whose output cannot
+//!   be allocated fails before anything runs ([`MapError::TooLarge`], or a panic naming the size
+//!   on forms that do not return a `Result`), more than [`pool::MAX_WORKERS`] engines is a
+//!   [`BuildError`], and [`AsyncResult::wait_timeout`] takes any `Duration`.
 //! * With [`rng`] streams keyed by item or block and the reductions in [`reduce`], results are
 //!   **bitwise identical for any worker count and schedule**.
 //! * No per-item heap allocation on any map path; the per-chunk path takes no lock.
@@ -98,11 +121,13 @@ pub mod pool;
 #[cfg(feature = "progress")]
 mod progress;
 pub mod reduce;
+mod registry;
 pub mod rng;
 pub mod schedule;
 mod sleep;
 mod sync;
 pub mod timeline;
+mod unwind;
 mod views;
 
 pub use async_result::{AsyncResult, Imap, ImapUnordered};

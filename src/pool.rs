@@ -1,18 +1,9 @@
-//! The pool: worker threads ("engines"), their deques and mailboxes, and how they find work.
+//! The pool: a handle on a set of engines, and everything a user calls on it.
 //!
-//! # Design
-//! * Each engine owns a [`crossbeam_deque::Worker`] deque; others steal from it through its
-//!   [`Stealer`]. Work submitted from outside the pool goes to a global [`Injector`].
-//! * Each engine also has a **mailbox** (an `Injector` only it pops) for work addressed to it
-//!   alone: [`DirectView`](crate::DirectView) sends slot *i* to engine *i*, and mail is never
-//!   stolen.
-//! * An engine looks for work in this order: its mailbox, its own deque, the injector, then the
-//!   other engines' deques (starting at a rotating victim).
-//! * Idle engines spin (with [`Backoff`], which yields the CPU after a few rounds) for the
-//!   pool's spin window, then sleep. The protocol that makes sleeping safe is in
-//!   `src/sleep.rs` (its module docs are the design note, model-checked with loom).
-//! * A thread that waits on a map it started *from inside an engine* keeps running other jobs
-//!   while it waits (and its own mailbox), so nested calls never deadlock, on 1 engine too.
+//! The engines themselves — deques, mailboxes, the loop that finds work, how threads wait — are
+//! in [`crate::registry`]; the map pipeline in [`crate::map`]. This file holds what a user
+//! touches: [`Pool`], [`PoolBuilder`], and the blocking maps on a pool (the views are in
+//! `views.rs`, reductions in `reduce.rs`).
 //!
 //! # Dropping a pool
 //! Dropping a [`Pool`] marks it as shutting down and wakes every engine. Engines **drain**:
@@ -26,21 +17,24 @@
 //! that engine gone and wait forever (load-balanced and nested maps are unaffected: their
 //! caller can finish them alone). Do not address engines from jobs while the pool shuts down.
 
-use crate::map::Participate;
-use crate::sleep::Sleep;
-use crate::sync::{Parker, Unparker};
-use crate::timeline::Lane;
-use crossbeam_deque::{Injector, Steal, Stealer, Worker};
-use crossbeam_utils::{Backoff, CachePadded};
-use std::cell::{Cell, OnceCell};
-use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::error::MapError;
+use crate::map::body::NoState;
+use crate::map::sink::{NoSink, SliceSink};
+use crate::map::{IntoMapInput, MapInput, Spec, raise};
+use crate::registry::{Job, Registry};
+use crate::schedule::{Schedule, static_block};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub use crate::registry::{ENGINE_STACK, HELP_DEPTH, MAX_NESTED_WAITS};
 
 /// Environment variable that sets the default number of engines, like `OMP_NUM_THREADS`.
 pub const WORKERS_ENV: &str = "PARVIEW_WORKERS";
+
+/// The most engines a pool may have (a count above it is a [`BuildError::TooManyWorkers`]).
+/// Each engine is an OS thread with its own deque and mailbox.
+pub const MAX_WORKERS: usize = 4096;
 
 /// Default spin window of idle engines before they sleep.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(200);
@@ -51,8 +45,19 @@ pub enum BuildError {
     /// `workers(0)` was asked for.
     #[error("invalid argument `workers`: a pool needs at least 1 worker, got 0")]
     ZeroWorkers,
+    /// More than [`MAX_WORKERS`] engines were asked for.
+    #[error("invalid argument `workers`: {requested} is more than the maximum of {max} engines")]
+    TooManyWorkers {
+        /// The count asked for.
+        requested: usize,
+        /// [`MAX_WORKERS`].
+        max: usize,
+    },
     /// The environment variable could not be used.
-    #[error("invalid environment variable {var}={value:?}: expected a whole number >= 1")]
+    #[error(
+        "invalid environment variable {var}={value:?}: expected a whole number from 1 to {max}",
+        max = MAX_WORKERS
+    )]
     BadEnv {
         /// The variable's name ([`WORKERS_ENV`]).
         var: &'static str,
@@ -69,251 +74,12 @@ pub enum BuildError {
     },
 }
 
-/// A unit of work in a queue.
-pub(crate) enum Job {
-    /// Join a map as a load-balancing helper (may be taken by any engine, may arrive late).
-    Ticket(Arc<dyn Participate>),
-    /// Run slot `k` of a map; sent to one engine's mailbox.
-    Directed(Arc<dyn Participate>, usize),
-    /// A boxed closure (its own panics are caught by whoever boxed it).
-    Task(Box<dyn FnOnce() + Send>),
-}
-
-static NEXT_POOL_ID: AtomicUsize = AtomicUsize::new(1);
-
-/// The state shared by a pool's handle, its engines and its pending work.
-pub(crate) struct Registry {
-    id: usize,
-    injector: Injector<Job>,
-    stealers: Box<[Stealer<Job>]>,
-    mailboxes: Box<[CachePadded<Injector<Job>>]>,
-    pub(crate) sleep: Sleep,
-    terminating: AtomicBool,
-    spin: Duration,
-}
-
-impl Registry {
-    /// This pool's unique id.
-    pub(crate) fn id(&self) -> usize {
-        self.id
-    }
-
-    /// Number of engines.
-    #[inline]
-    pub(crate) fn workers(&self) -> usize {
-        self.stealers.len()
-    }
-
-    /// Is there anything an engine `w` could run (a cheap peek, no pop)?
-    fn has_work(&self, w: Option<usize>) -> bool {
-        w.is_some_and(|w| !self.mailboxes[w].is_empty())
-            || !self.injector.is_empty()
-            || self.stealers.iter().any(|s| !s.is_empty())
-    }
-
-    /// Queue `jobs` shareable jobs: on the current engine's own deque when called from one of
-    /// this pool's engines, else on the injector; then wake as many sleepers.
-    pub(crate) fn push_shared(&self, jobs: impl Iterator<Item = Job>) {
-        let mut count = 0;
-        match WorkerCtx::current_in(self) {
-            Some(ctx) => jobs.for_each(|j| {
-                ctx.local.push(j);
-                count += 1;
-            }),
-            None => jobs.for_each(|j| {
-                self.injector.push(j);
-                count += 1;
-            }),
-        }
-        self.sleep.notify(count);
-    }
-
-    /// Put a job in engine `w`'s mailbox and wake it if it sleeps.
-    pub(crate) fn push_directed(&self, w: usize, job: Job) {
-        self.mailboxes[w].push(job);
-        self.sleep.notify_one(w);
-    }
-
-    /// The engine index of the current thread, if it is one of this pool's engines.
-    pub(crate) fn current_engine(&self) -> Option<usize> {
-        WorkerCtx::current_in(self).map(|c| c.index)
-    }
-
-    /// The lane the current thread works in for a map on this pool.
-    pub(crate) fn current_lane(&self) -> Lane {
-        match self.current_engine() {
-            Some(i) => Lane::Engine(i),
-            None => Lane::Caller,
-        }
-    }
-
-    /// An unparker that wakes the current thread when it waits in [`Registry::wait_until`].
-    pub(crate) fn current_unparker(&self) -> Unparker {
-        match WorkerCtx::current_in(self) {
-            Some(ctx) => ctx.parker.unparker().clone(),
-            None => EXTERNAL_PARKER.with(|p| p.unparker().clone()),
-        }
-    }
-
-    /// Block the current thread until `done()` holds. On one of this pool's engines, run other
-    /// jobs meanwhile (so nested waits never deadlock); elsewhere spin for the spin window, then
-    /// park (the completer unparks the unparker from [`Registry::current_unparker`]).
-    pub(crate) fn wait_until(&self, done: &dyn Fn() -> bool) {
-        if let Some(ctx) = WorkerCtx::current_in(self) {
-            ctx.run_until(done, false);
-            return;
-        }
-        let start = Instant::now();
-        let backoff = Backoff::new();
-        while !done() {
-            if start.elapsed() >= self.spin {
-                EXTERNAL_PARKER.with(|p| {
-                    while !done() {
-                        p.park();
-                    }
-                });
-                return;
-            }
-            backoff.snooze();
-        }
-    }
-}
-
-thread_local! {
-    /// The parker of a non-engine thread that waits on a map.
-    static EXTERNAL_PARKER: Parker = Parker::new();
-    /// This thread's engine context, if it is an engine.
-    static WORKER: OnceCell<Rc<WorkerCtx>> = const { OnceCell::new() };
-}
-
-/// What an engine thread knows about itself.
-struct WorkerCtx {
-    index: usize,
-    reg: Arc<Registry>,
-    local: Worker<Job>,
-    parker: Parker,
-    victim: Cell<usize>,
-}
-
-impl WorkerCtx {
-    /// The current thread's engine context if it belongs to `reg`'s pool.
-    fn current_in(reg: &Registry) -> Option<Rc<WorkerCtx>> {
-        WORKER.with(|w| w.get().filter(|c| c.reg.id == reg.id).cloned())
-    }
-
-    fn find_work(&self) -> Option<Job> {
-        let reg = &*self.reg;
-        loop {
-            let mut retry = false;
-            match reg.mailboxes[self.index].steal() {
-                Steal::Success(j) => return Some(j),
-                Steal::Retry => retry = true,
-                Steal::Empty => {}
-            }
-            if let Some(j) = self.local.pop() {
-                return Some(j);
-            }
-            match reg.injector.steal_batch_and_pop(&self.local) {
-                Steal::Success(j) => return Some(j),
-                Steal::Retry => retry = true,
-                Steal::Empty => {}
-            }
-            let p = reg.stealers.len();
-            let start = self.victim.get();
-            for k in 0..p {
-                let v = (start + k) % p;
-                if v == self.index {
-                    continue;
-                }
-                match reg.stealers[v].steal() {
-                    Steal::Success(j) => {
-                        self.victim.set(v);
-                        return Some(j);
-                    }
-                    Steal::Retry => retry = true,
-                    Steal::Empty => {}
-                }
-            }
-            self.victim.set((start + 1) % p);
-            if !retry {
-                return None;
-            }
-        }
-    }
-
-    fn execute(&self, job: Job) {
-        let lane = Lane::Engine(self.index);
-        match job {
-            Job::Ticket(p) => p.join(lane),
-            Job::Directed(p, slot) => p.run_slot(lane, slot),
-            Job::Task(f) => {
-                // Tasks catch their own panics; this only guards the engine against a bug.
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
-                    eprintln!("parview: a task panicked outside its own guard; engine continues");
-                }
-            }
-        }
-    }
-
-    /// Run jobs until `done()`; sleep when idle. With `exit_on_terminate`, also return once the
-    /// pool is shutting down and no work is left (the engine main loop).
-    fn run_until(&self, done: &dyn Fn() -> bool, exit_on_terminate: bool) {
-        let reg = &*self.reg;
-        let me = Some(self.index);
-        let finished = || {
-            done()
-                || (exit_on_terminate
-                    && reg.terminating.load(Ordering::Acquire)
-                    && !reg.has_work(me))
-        };
-        'outer: loop {
-            if done() {
-                return;
-            }
-            if let Some(job) = self.find_work() {
-                self.execute(job);
-                continue;
-            }
-            if finished() {
-                return;
-            }
-            // Spin phase.
-            let start = Instant::now();
-            let backoff = Backoff::new();
-            loop {
-                if reg.has_work(me) {
-                    continue 'outer;
-                }
-                if finished() {
-                    return;
-                }
-                if start.elapsed() >= reg.spin {
-                    break;
-                }
-                backoff.snooze();
-            }
-            // Sleep phase (see crate::sleep for why this loses no wake-up).
-            reg.sleep.prepare(self.index);
-            if reg.has_work(me) || finished() {
-                reg.sleep.cancel(self.index);
-                continue;
-            }
-            self.parker.park();
-            reg.sleep.cancel(self.index);
-        }
-    }
-}
-
-fn worker_main(ctx: Rc<WorkerCtx>) {
-    let ctx = WORKER.with(|w| {
-        let _ = w.set(ctx);
-        w.get().expect("just set").clone()
-    });
-    ctx.run_until(&|| false, true);
-}
-
 /// A pool of engines (worker threads) with work stealing, per-engine mailboxes and an idle
 /// protocol that spins briefly before sleeping.
+///
+/// Every blocking call on a pool (or a view of it) may be made from anywhere, including from
+/// inside a job of this or another pool: a waiting engine keeps running its own work, so nested
+/// calls and calls that cycle through pools finish (see the crate docs, "Waiting").
 ///
 /// Maps started from outside the pool put the calling thread to work at once; engines join
 /// while work is left to share. Calls made from inside an engine (nested maps) run other
@@ -358,7 +124,7 @@ pub struct PoolBuilder {
     workers: Option<usize>,
     name: Box<dyn FnMut(usize) -> String>,
     spin: Duration,
-    stack_size: Option<usize>,
+    stack_size: usize,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -376,7 +142,7 @@ impl Default for PoolBuilder {
             workers: None,
             name: Box::new(|i| format!("parview-{i}")),
             spin: DEFAULT_SPIN,
-            stack_size: None,
+            stack_size: crate::pool::ENGINE_STACK,
         }
     }
 }
@@ -384,7 +150,8 @@ impl Default for PoolBuilder {
 /// The default number of engines: `PARVIEW_WORKERS` if set, else the number of logical CPUs.
 ///
 /// # Errors
-/// [`BuildError::BadEnv`] if `PARVIEW_WORKERS` is set but is not a whole number >= 1.
+/// [`BuildError::BadEnv`] if `PARVIEW_WORKERS` is set but is not a whole number from 1 to
+/// [`MAX_WORKERS`].
 ///
 /// # Examples
 /// ```
@@ -393,7 +160,7 @@ impl Default for PoolBuilder {
 pub fn default_workers() -> Result<usize, BuildError> {
     match std::env::var(WORKERS_ENV) {
         Ok(v) => match v.trim().parse::<usize>() {
-            Ok(n) if n >= 1 => Ok(n),
+            Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(n),
             _ => Err(BuildError::BadEnv {
                 var: WORKERS_ENV,
                 value: v,
@@ -404,7 +171,8 @@ pub fn default_workers() -> Result<usize, BuildError> {
 }
 
 impl PoolBuilder {
-    /// Number of engines (default: [`default_workers`]). More engines than cores is allowed.
+    /// Number of engines (default: [`default_workers`]), from 1 to [`MAX_WORKERS`]. More engines
+    /// than cores is allowed.
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = Some(n);
         self
@@ -424,17 +192,19 @@ impl PoolBuilder {
         self
     }
 
-    /// Stack size of engine threads in bytes (default: the platform's).
+    /// Stack size of engine threads in bytes (default
+    /// [`ENGINE_STACK`](crate::pool::ENGINE_STACK), committed only as it is used).
     pub fn stack_size(mut self, bytes: usize) -> Self {
-        self.stack_size = Some(bytes);
+        self.stack_size = bytes;
         self
     }
 
     /// Starts the engines.
     ///
     /// # Errors
-    /// [`BuildError::ZeroWorkers`] for `workers(0)`; [`BuildError::BadEnv`] when no count was
-    /// given and `PARVIEW_WORKERS` is unusable; [`BuildError::Spawn`] if a thread cannot start.
+    /// [`BuildError::ZeroWorkers`] for `workers(0)`, [`BuildError::TooManyWorkers`] above
+    /// [`MAX_WORKERS`]; [`BuildError::BadEnv`] when no count was given and `PARVIEW_WORKERS` is
+    /// unusable; [`BuildError::Spawn`] if a thread cannot start.
     ///
     /// # Examples
     /// ```
@@ -444,42 +214,29 @@ impl PoolBuilder {
     pub fn build(mut self) -> Result<Pool, BuildError> {
         let n = match self.workers {
             Some(0) => return Err(BuildError::ZeroWorkers),
+            Some(n) if n > MAX_WORKERS => {
+                return Err(BuildError::TooManyWorkers {
+                    requested: n,
+                    max: MAX_WORKERS,
+                });
+            }
             Some(n) => n,
             None => default_workers()?,
         };
-        let locals: Vec<Worker<Job>> = (0..n).map(|_| Worker::new_lifo()).collect();
-        let parkers: Vec<Parker> = (0..n).map(|_| Parker::new()).collect();
-        let reg = Arc::new(Registry {
-            id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
-            injector: Injector::new(),
-            stealers: locals.iter().map(|w| w.stealer()).collect(),
-            mailboxes: (0..n).map(|_| CachePadded::new(Injector::new())).collect(),
-            sleep: Sleep::new(parkers.iter().map(|p| p.unparker().clone()).collect()),
-            terminating: AtomicBool::new(false),
-            spin: self.spin,
-        });
+        let (reg, seeds) = Registry::new(n, self.spin);
         let mut pool = Pool {
             reg: reg.clone(),
             handles: Vec::with_capacity(n),
         };
-        for (index, (local, parker)) in locals.into_iter().zip(parkers).enumerate() {
-            let mut b = std::thread::Builder::new().name((self.name)(index));
-            if let Some(s) = self.stack_size {
-                b = b.stack_size(s);
-            }
+        for seed in seeds {
+            let index = seed.index;
+            let b = std::thread::Builder::new()
+                .name((self.name)(index))
+                .stack_size(self.stack_size);
             let reg = reg.clone();
-            // Worker<Job> and Parker are Send but not Sync: move them into the thread.
-            let spawned = b.spawn(move || {
-                worker_main(Rc::new(WorkerCtx {
-                    index,
-                    reg,
-                    local,
-                    parker,
-                    victim: Cell::new(index + 1),
-                }))
-            });
-            match spawned {
+            match b.spawn(move || reg.run_engine(seed)) {
                 Ok(h) => pool.handles.push(h),
+                // Dropping `pool` shuts down the engines started so far.
                 Err(source) => return Err(BuildError::Spawn { index, source }),
             }
         }
@@ -573,11 +330,8 @@ impl Pool {
     /// ```
     pub fn spawn(&self, f: impl FnOnce() + Send + 'static) {
         let job = Job::Task(Box::new(move || {
-            if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-                eprintln!(
-                    "parview: spawned task panicked: {}",
-                    crate::map::panic_message(&*p)
-                );
+            if let Err(m) = crate::unwind::catch(f) {
+                eprintln!("parview: spawned task panicked: {m}");
             }
         }));
         self.reg.push_shared(std::iter::once(job));
@@ -586,8 +340,7 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        self.reg.terminating.store(true, Ordering::Release);
-        self.reg.sleep.wake_all();
+        self.reg.terminate();
         if self.reg.current_engine().is_some() {
             return; // dropped from inside one of our own jobs: detach rather than self-join
         }
@@ -597,9 +350,285 @@ impl Drop for Pool {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The blocking maps on a pool
+
+/// Checks `schedule` in a blocking map, panicking with a message that names the argument.
+fn check(schedule: Schedule) {
+    if let Err(e) = schedule.validate() {
+        panic!("parview: {e}");
+    }
+}
+
+impl Pool {
+    /// The pipeline's blocking map into a fresh `Vec` on this pool, shared (load-balanced).
+    pub(crate) fn map_vec<I, R, E, F>(
+        &self,
+        schedule: Schedule,
+        input: I,
+        f: F,
+        tracker: Option<Arc<crate::map::Tracker>>,
+    ) -> Result<Vec<R>, MapError<E>>
+    where
+        I: IntoMapInput,
+        F: Fn(I::Item) -> Result<R, E> + Sync,
+        R: Send,
+        E: Send,
+    {
+        schedule.validate()?;
+        crate::map::map_vec(
+            &self.reg,
+            &Spec::shared(schedule).tracked(tracker),
+            input.into_map_input(),
+            NoState,
+            |_: &mut (), x| f(x),
+        )
+    }
+
+    /// Applies `f` to every item in parallel and returns the results in input order, with the
+    /// default schedule ([`Schedule::Adaptive`]).
+    ///
+    /// The calling thread works on the map too; engines join while work is left to share.
+    ///
+    /// # Panics
+    /// If `f` panics on some items, every other item still runs, then this call panics with a
+    /// message naming the lowest failing index and how many items failed. The pool keeps
+    /// working. Use [`try_par_map`](Self::try_par_map) or a view's `return_exceptions` to get
+    /// failures as values.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let words = ["a", "bb", "ccc"];
+    /// assert_eq!(pool.par_map(&words, |w| w.len()), vec![1, 2, 3]);
+    /// ```
+    pub fn par_map<I, R, F>(&self, input: I, f: F) -> Vec<R>
+    where
+        I: IntoMapInput,
+        F: Fn(I::Item) -> R + Sync,
+        R: Send,
+    {
+        self.par_map_with(Schedule::default(), input, f)
+    }
+
+    /// [`par_map`](Self::par_map) with an explicit [`Schedule`].
+    ///
+    /// # Panics
+    /// As `par_map`; also if the schedule is invalid (a chunk of 0: the message names `chunk`).
+    ///
+    /// # Examples
+    /// ```
+    /// use parview::{Pool, Schedule};
+    /// let pool = Pool::builder().workers(2).build().unwrap();
+    /// let v = pool.par_map_with(Schedule::Guided(4), 0..100u32, |i| i % 7);
+    /// assert_eq!(v[99], 99 % 7);
+    /// ```
+    pub fn par_map_with<I, R, F>(&self, schedule: Schedule, input: I, f: F) -> Vec<R>
+    where
+        I: IntoMapInput,
+        F: Fn(I::Item) -> R + Sync,
+        R: Send,
+    {
+        check(schedule);
+        let input = input.into_map_input();
+        let n = input.len();
+        self.map_vec(
+            schedule,
+            crate::map::Passthrough(input),
+            |x| Ok::<R, std::convert::Infallible>(f(x)),
+            None,
+        )
+        .unwrap_or_else(|e| raise(e, n))
+    }
+
+    /// A fallible map: the first error by index is returned and no new chunk starts after an
+    /// error; panics come back as [`MapError::Panicked`] instead of unwinding.
+    ///
+    /// # Errors
+    /// [`MapError::Failed`] with the lowest failing index among the items that ran,
+    /// [`MapError::Panicked`], or [`MapError::Schedule`] for an invalid schedule.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let parsed: Result<Vec<i32>, _> = pool.try_par_map(&["1", "2", "x"], |s| s.parse::<i32>());
+    /// assert!(matches!(parsed, Err(parview::MapError::Failed { index: 2, .. })));
+    /// ```
+    pub fn try_par_map<I, R, E, F>(&self, input: I, f: F) -> Result<Vec<R>, MapError<E>>
+    where
+        I: IntoMapInput,
+        F: Fn(I::Item) -> Result<R, E> + Sync,
+        R: Send,
+        E: Send,
+    {
+        self.try_par_map_with(Schedule::default(), input, f)
+    }
+
+    /// [`try_par_map`](Self::try_par_map) with an explicit [`Schedule`].
+    ///
+    /// # Errors
+    /// As `try_par_map`.
+    ///
+    /// # Examples
+    /// ```
+    /// use parview::{MapError, Pool, Schedule, ScheduleError};
+    /// let pool = Pool::builder().workers(2).build().unwrap();
+    /// let r = pool.try_par_map_with(Schedule::Dynamic(0), 0..4u32, |i| Ok::<_, ()>(i));
+    /// assert!(matches!(r, Err(MapError::Schedule(ScheduleError::ZeroChunk { .. }))));
+    /// ```
+    pub fn try_par_map_with<I, R, E, F>(
+        &self,
+        schedule: Schedule,
+        input: I,
+        f: F,
+    ) -> Result<Vec<R>, MapError<E>>
+    where
+        I: IntoMapInput,
+        F: Fn(I::Item) -> Result<R, E> + Sync,
+        R: Send,
+        E: Send,
+    {
+        self.map_vec(schedule, input, f, None)
+    }
+
+    /// Writes `f(item i)` into `out[i]`: no output allocation, no page faults on a fresh buffer.
+    ///
+    /// # Panics
+    /// If `out.len()` differs from the input's length (the message names `out`), if the
+    /// schedule is invalid, or — after every other item ran — if `f` panicked (as
+    /// [`par_map`](Self::par_map); slots of panicked items keep their old values).
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let x = vec![1.0f64, 2.0, 3.0];
+    /// let mut z = vec![0.0; 3];
+    /// pool.par_map_into(&x, &mut z, |v| v * v);
+    /// assert_eq!(z, vec![1.0, 4.0, 9.0]);
+    /// ```
+    pub fn par_map_into<I, R, F>(&self, input: I, out: &mut [R], f: F)
+    where
+        I: IntoMapInput,
+        F: Fn(I::Item) -> R + Sync,
+        R: Send,
+    {
+        self.par_map_into_with(Schedule::default(), input, out, f)
+    }
+
+    /// [`par_map_into`](Self::par_map_into) with an explicit [`Schedule`].
+    ///
+    /// # Panics
+    /// As `par_map_into`.
+    ///
+    /// # Examples
+    /// ```
+    /// use parview::{Pool, Schedule};
+    /// let pool = Pool::builder().workers(2).build().unwrap();
+    /// let mut out = vec![0u64; 1000];
+    /// pool.par_map_into_with(Schedule::Static, 0..1000u64, &mut out, |i| 2 * i + 1);
+    /// assert_eq!(out[999], 1999);
+    /// ```
+    pub fn par_map_into_with<I, R, F>(&self, schedule: Schedule, input: I, out: &mut [R], f: F)
+    where
+        I: IntoMapInput,
+        F: Fn(I::Item) -> R + Sync,
+        R: Send,
+    {
+        check(schedule);
+        let input = input.into_map_input();
+        let n = input.len();
+        if out.len() != n {
+            crate::map::run::release_all(&input);
+            panic!(
+                "parview: invalid argument `out`: its length {} differs from the input's length {n}",
+                out.len()
+            );
+        }
+        let rep = crate::map::run::run(
+            &self.reg,
+            &Spec::shared(schedule),
+            input,
+            NoState,
+            |_: &mut (), x| Ok::<R, std::convert::Infallible>(f(x)),
+            SliceSink(out.as_mut_ptr()),
+        );
+        if let Some(e) = rep.error(n) {
+            raise(e, n);
+        }
+    }
+
+    /// Runs `f` on every item for its side effects.
+    ///
+    /// # Panics
+    /// As [`par_map`](Self::par_map).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let sum = AtomicU64::new(0);
+    /// pool.par_for_each(1..=100u64, |i| { sum.fetch_add(i, Ordering::Relaxed); });
+    /// assert_eq!(sum.into_inner(), 5050);
+    /// ```
+    pub fn par_for_each<I, F>(&self, input: I, f: F)
+    where
+        I: IntoMapInput,
+        F: Fn(I::Item) + Sync,
+    {
+        let input = input.into_map_input();
+        let n = input.len();
+        let rep = crate::map::run::run(
+            &self.reg,
+            &Spec::shared(Schedule::default()),
+            input,
+            NoState,
+            |_: &mut (), x| {
+                f(x);
+                Ok::<(), std::convert::Infallible>(())
+            },
+            NoSink,
+        );
+        if let Some(e) = rep.error(n) {
+            raise(e, n);
+        }
+    }
+
+    /// One contiguous slice of `data` per engine, `f(k, piece_k)` on each, one result per engine
+    /// in engine order: ipyparallel's scatter + apply + gather in one call, without copies.
+    /// Pieces differ in length by at most one (some are empty when `data` is shorter than the
+    /// pool). The calling thread runs a piece too; see [`DirectView::scatter_gather`] to pin
+    /// piece `k` to engine `k`.
+    ///
+    /// [`DirectView::scatter_gather`]: crate::DirectView::scatter_gather
+    ///
+    /// # Panics
+    /// As [`par_map`](Self::par_map), with pieces as items.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(3).build().unwrap();
+    /// let data: Vec<u32> = (1..=10).collect();
+    /// let sums = pool.scatter_gather(&data, |_engine, piece| piece.iter().sum::<u32>());
+    /// assert_eq!(sums, vec![1 + 2 + 3 + 4, 5 + 6 + 7, 8 + 9 + 10]);
+    /// ```
+    pub fn scatter_gather<T, R, F>(&self, data: &[T], f: F) -> Vec<R>
+    where
+        T: Sync,
+        R: Send,
+        F: Fn(usize, &[T]) -> R + Sync,
+    {
+        let p = self.workers();
+        let n = data.len();
+        self.par_map_with(Schedule::Static, 0..p, |k| {
+            f(k, &data[static_block(n, p, k)])
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn idle_engines_go_to_sleep_and_wake_for_work() {

@@ -22,7 +22,7 @@
 use crossbeam_utils::CachePadded;
 use std::fmt;
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// How a map cuts `0..n` into chunks and who runs them. Mirrors OpenMP's `schedule(...)` clause.
@@ -148,6 +148,7 @@ impl Schedule {
             claimer.grow(Duration::ZERO);
             Some((slot, r))
         })
+        .fuse()
     }
 }
 
@@ -194,29 +195,59 @@ pub fn guided_size(remaining: usize, parts: usize, min: usize) -> usize {
     remaining.div_ceil(parts).max(min).min(remaining)
 }
 
-/// Set in the cursor once the map is stopped (abort or a failed item): no claim succeeds after.
-const STOP: usize = 1 << (usize::BITS - 1);
-
 #[derive(Clone, Copy, Debug)]
 enum Plan {
     Blocks,
     Cyclic(usize),
-    Dynamic(usize),
+    /// Dynamic chunks of `c` with one `fetch_add` per claim (`fast`), or a CAS that never moves
+    /// the cursor past `n` (maps so long that overshoot could wrap the cursor).
+    Dynamic {
+        c: usize,
+        fast: bool,
+    },
     Guided(usize),
     Adaptive,
 }
 
+/// The cursor and the stop flag, on one cache line: a claim reads the flag right after its RMW
+/// on the cursor, from the line it just took.
+struct Cursor {
+    pos: AtomicUsize,
+    stopped: AtomicBool,
+}
+
 /// Hands out the chunks of one map at run time. Lock-free: one `fetch_add` (or one CAS for
-/// guided/adaptive) per chunk on a cache-padded cursor. For `Static`/`StaticChunked` the cursor
-/// counts engine slots; a participant that claims slot `k` runs all of slot `k`'s chunks.
+/// guided/adaptive, and for dynamic maps of more than `usize::MAX / (2P + 4)` items) per chunk
+/// on a cache-padded cursor. For `Static`/`StaticChunked` the cursor counts engine slots; a
+/// participant that claims slot `k` runs all of slot `k`'s chunks.
+///
+/// # Stopping, and why no arithmetic can overflow
+/// The stop flag is not a bit of the cursor (a cursor over `0..usize::MAX` needs every bit):
+/// [`stop`](Dispenser::stop) sets the flag, then does an RMW on the cursor; a claim does its RMW
+/// on the cursor, then reads the flag. A claim whose RMW comes after the stop's in the cursor's
+/// modification order synchronises with it and sees the flag, so it *revokes* itself (reports
+/// its range as an untaken hole): once `stop` returns, no new chunk starts. Claims before it may
+/// still run (their claim was made before the stop).
+///
+/// Every claimed range, run or revoked, lies below the cursor, so after the map the never
+/// claimed rest is `cursor..n`. `fetch_add` moves the cursor past `n` by at most one chunk per
+/// failing claim; a participant makes at most two failing claims per map (work alone, then
+/// shared), there are at most `P + 1` participants, and chunks are clamped to `n`, so the
+/// cursor stays below `n · (2P + 4)`: `fetch_add` is used only when that fits in a `usize`, a
+/// CAS loop (which never passes `n`) otherwise. Static cursors count slots and stay below
+/// `3P + 2`.
+///
+/// A `StaticChunked` slot cut short by a stop records where (`cuts[slot]`, a chunk index);
+/// [`unclaimed`](Dispenser::unclaimed) turns the cuts into ranges, merging what it can, so the
+/// bookkeeping of an aborted map costs O(chunks that ran + P), never O(n / c).
 pub(crate) struct Dispenser {
     plan: Plan,
     n: usize,
     parts: usize,
-    cursor: CachePadded<AtomicUsize>,
-    /// The cursor's value when `STOP` was set (claims after it fail but still bump the cursor's
-    /// low bits, so the cursor itself no longer says where claiming ended). `usize::MAX` until then.
-    stopped_at: AtomicUsize,
+    cursor: CachePadded<Cursor>,
+    /// `StaticChunked` only: per slot, the first chunk index a stop kept from running
+    /// (`usize::MAX`: not cut).
+    cuts: Box<[AtomicUsize]>,
 }
 
 /// What one participant remembers between claims: its current static slot, and its adaptive
@@ -256,9 +287,7 @@ impl Claimer {
             self.size /= 2;
         }
     }
-}
 
-impl Claimer {
     /// While working alone under a time budget: size the next chunk to fill the `remaining`
     /// budget at the rate the last chunk (`items` in `busy`) ran, so an unexpectedly expensive
     /// stretch overshoots the budget by its cost ratio, not by a whole grown chunk.
@@ -273,22 +302,33 @@ impl Dispenser {
     /// A dispenser for a valid `schedule` over `0..n` and `parts >= 1` participants.
     pub(crate) fn new(schedule: Schedule, n: usize, parts: usize) -> Self {
         debug_assert!(parts > 0 && schedule.validate().is_ok());
-        // Chunk sizes are clamped to n so that cursor overshoot after exhaustion stays far below
-        // the STOP bit.
+        // Chunk sizes are clamped to n, which bounds the cursor's overshoot (see above).
         let clamp = |c: usize| c.min(n.max(1));
         let plan = match schedule {
             Schedule::Static => Plan::Blocks,
             Schedule::StaticChunked(c) => Plan::Cyclic(clamp(c)),
-            Schedule::Dynamic(c) => Plan::Dynamic(clamp(c)),
+            Schedule::Dynamic(c) => Plan::Dynamic {
+                c: clamp(c),
+                fast: n
+                    .checked_mul(parts.saturating_mul(2).saturating_add(4))
+                    .is_some(),
+            },
             Schedule::Guided(m) => Plan::Guided(clamp(m)),
             Schedule::Adaptive => Plan::Adaptive,
+        };
+        let cuts = match plan {
+            Plan::Cyclic(_) => (0..parts).map(|_| AtomicUsize::new(usize::MAX)).collect(),
+            _ => Box::default(),
         };
         Dispenser {
             plan,
             n,
             parts,
-            cursor: CachePadded::new(AtomicUsize::new(0)),
-            stopped_at: AtomicUsize::new(usize::MAX),
+            cursor: CachePadded::new(Cursor {
+                pos: AtomicUsize::new(0),
+                stopped: AtomicBool::new(false),
+            }),
+            cuts,
         }
     }
 
@@ -303,7 +343,7 @@ impl Dispenser {
         match self.plan {
             Plan::Blocks => self.parts.min(self.n),
             Plan::Cyclic(c) => self.parts.min(self.n.div_ceil(c)),
-            Plan::Dynamic(c) => self.n.div_ceil(c),
+            Plan::Dynamic { c, .. } => self.n.div_ceil(c),
             Plan::Guided(_) | Plan::Adaptive => self.n,
         }
     }
@@ -311,20 +351,37 @@ impl Dispenser {
     /// Whether the map was stopped.
     #[inline]
     pub(crate) fn stopped(&self) -> bool {
-        self.cursor.load(Ordering::Acquire) & STOP != 0
+        self.cursor.stopped.load(Ordering::Acquire)
     }
 
     /// Stops the map: after this returns, no claim succeeds. Idempotent.
     pub(crate) fn stop(&self) {
-        let prev = self.cursor.fetch_or(STOP, Ordering::AcqRel);
-        if prev & STOP == 0 {
-            self.stopped_at.store(prev, Ordering::Release);
+        self.cursor.stopped.store(true, Ordering::Release);
+        // The RMW that claims after this one synchronise with (see the type's docs).
+        self.cursor.pos.fetch_add(0, Ordering::AcqRel);
+    }
+
+    /// Checks a claim just made (its RMW done): `Some(r)` to run it, or `None` after reporting
+    /// `r` as a hole because the map was stopped.
+    #[inline]
+    fn keep(
+        &self,
+        r: Range<usize>,
+        holes: &mut Option<&mut dyn FnMut(Range<usize>)>,
+    ) -> Option<Range<usize>> {
+        if self.stopped() {
+            if let Some(h) = holes.as_mut() {
+                h(r);
+            }
+            None
+        } else {
+            Some(r)
         }
     }
 
     /// The next chunk for this participant, with its static slot, or `None` when there is no
-    /// more work (or the map was stopped). `holes` receives the chunks of a static slot that a
-    /// stop cut short.
+    /// more work (or the map was stopped). `holes` receives the chunks a stop cut off after
+    /// they were claimed (revoked claims, and the rest of a static slot).
     #[inline]
     pub(crate) fn next(
         &self,
@@ -332,15 +389,16 @@ impl Dispenser {
         mut holes: Option<&mut dyn FnMut(Range<usize>)>,
     ) -> Option<(Option<usize>, Range<usize>)> {
         let n = self.n;
+        let pos = &self.cursor.pos;
         match self.plan {
             Plan::Blocks => loop {
-                let s = self.cursor.fetch_add(1, Ordering::AcqRel);
-                if s & STOP != 0 || s >= self.parts {
+                let s = pos.fetch_add(1, Ordering::AcqRel);
+                if s >= self.parts {
                     return None;
                 }
                 let r = static_block(n, self.parts, s);
                 if !r.is_empty() {
-                    return Some((Some(s), r));
+                    return self.keep(r, &mut holes).map(|r| (Some(s), r));
                 }
             },
             Plan::Cyclic(c) => loop {
@@ -351,44 +409,42 @@ impl Dispenser {
                         continue;
                     }
                     if self.stopped() {
-                        // The rest of this slot will not run: report it.
-                        let mut j = cl.next_j;
-                        while let Some(h) = holes.as_mut() {
-                            let r = chunk(n, c, j);
-                            if r.is_empty() {
-                                break;
-                            }
-                            h(r);
-                            j += self.parts;
-                        }
+                        // The rest of this slot will not run: `unclaimed` reports it.
+                        self.cuts[slot].store(cl.next_j, Ordering::Relaxed);
                         cl.slot = None;
                         return None;
                     }
                     cl.next_j += self.parts;
                     return Some((Some(slot), r));
                 }
-                let s = self.cursor.fetch_add(1, Ordering::AcqRel);
-                if s & STOP != 0 || s >= self.parts {
+                let s = pos.fetch_add(1, Ordering::AcqRel);
+                if s >= self.parts {
+                    return None;
+                }
+                if self.stopped() {
+                    // Revoked: the whole slot is cut at its first chunk.
+                    self.cuts[s].store(s, Ordering::Relaxed);
                     return None;
                 }
                 cl.slot = Some(s);
                 cl.next_j = s;
             },
-            Plan::Dynamic(c) => {
-                let s = self.cursor.fetch_add(c, Ordering::AcqRel);
-                if s & STOP != 0 || s >= n {
+            Plan::Dynamic { c, fast: true } => {
+                let s = pos.fetch_add(c, Ordering::AcqRel);
+                if s >= n {
                     return None;
                 }
-                Some((None, s..(s + c).min(n)))
+                self.keep(s..(s + c).min(n), &mut holes).map(|r| (None, r))
             }
-            Plan::Guided(_) | Plan::Adaptive => {
-                let mut s = self.cursor.load(Ordering::Acquire);
+            Plan::Dynamic { fast: false, .. } | Plan::Guided(_) | Plan::Adaptive => {
+                let mut s = pos.load(Ordering::Acquire);
                 loop {
-                    if s & STOP != 0 || s >= n {
+                    if s >= n || self.stopped() {
                         return None;
                     }
                     let remaining = n - s;
                     let size = match self.plan {
+                        Plan::Dynamic { c, .. } => c.min(remaining),
                         Plan::Guided(m) => guided_size(remaining, self.parts, m),
                         _ if cl.alone => cl.size.min(remaining),
                         _ => cl
@@ -396,17 +452,64 @@ impl Dispenser {
                             .min(remaining.div_ceil(2 * self.parts))
                             .clamp(1, remaining),
                     };
-                    match self.cursor.compare_exchange_weak(
+                    match pos.compare_exchange_weak(
                         s,
                         s + size,
                         Ordering::AcqRel,
                         Ordering::Acquire,
                     ) {
-                        Ok(_) => return Some((None, s..s + size)),
+                        Ok(_) => return self.keep(s..s + size, &mut holes).map(|r| (None, r)),
                         Err(now) => s = now,
                     }
                 }
             }
+        }
+    }
+
+    /// The chunks of a `StaticChunked` map that did not run: slots never claimed (`k >= cur`)
+    /// and the tails of slots cut by a stop, as merged ranges. Chunks are visited one by one
+    /// only between the lowest and the highest cut (work that ran bounds that stretch); past
+    /// the highest cut, when every slot was cut, everything is one range.
+    fn cyclic_holes(&self, c: usize, cur: usize, f: &mut impl FnMut(Range<usize>)) {
+        let (n, p) = (self.n, self.parts);
+        let chunks = n.div_ceil(c);
+        let live = p.min(chunks); // slots that own at least one chunk
+        let cut = |k: usize| {
+            if k >= cur.min(p) {
+                k // never claimed: cut at its first chunk
+            } else {
+                self.cuts[k].load(Ordering::Relaxed)
+            }
+        };
+        let cuts: Vec<usize> = (0..live).map(cut).collect();
+        let Some(&lo) = cuts.iter().filter(|&&j| j < chunks).min() else {
+            return;
+        };
+        let all_cut = cuts.iter().all(|&j| j < chunks);
+        let hi = if all_cut {
+            *cuts.iter().max().expect("live >= 1")
+        } else {
+            chunks
+        };
+        let mut pending: Option<Range<usize>> = None;
+        let mut emit = |r: Range<usize>, f: &mut dyn FnMut(Range<usize>)| match &mut pending {
+            Some(p) if p.end == r.start => p.end = r.end,
+            _ => {
+                if let Some(p) = pending.replace(r) {
+                    f(p);
+                }
+            }
+        };
+        for j in lo..hi {
+            if j >= cuts[j % p] {
+                emit(chunk(n, c, j), f);
+            }
+        }
+        if all_cut && hi < chunks {
+            emit(chunk(n, c, hi).start..n, f);
+        }
+        if let Some(p) = pending {
+            f(p);
         }
     }
 
@@ -421,19 +524,7 @@ impl Dispenser {
         if directed {
             return; // directed slots report their own holes
         }
-        let raw = self.cursor.load(Ordering::Acquire);
-        let cur = if raw & STOP == 0 {
-            raw
-        } else {
-            // The stopper stores `stopped_at` right after setting STOP; wait out that instant.
-            loop {
-                let at = self.stopped_at.load(Ordering::Acquire);
-                if at != usize::MAX {
-                    break at;
-                }
-                std::hint::spin_loop();
-            }
-        };
+        let cur = self.cursor.pos.load(Ordering::Acquire);
         match self.plan {
             Plan::Blocks => {
                 for k in cur.min(self.parts)..self.parts {
@@ -443,20 +534,8 @@ impl Dispenser {
                     }
                 }
             }
-            Plan::Cyclic(c) => {
-                for k in cur.min(self.parts)..self.parts {
-                    let mut j = k;
-                    loop {
-                        let r = chunk(self.n, c, j);
-                        if r.is_empty() {
-                            break;
-                        }
-                        f(r);
-                        j += self.parts;
-                    }
-                }
-            }
-            Plan::Dynamic(_) | Plan::Guided(_) | Plan::Adaptive => {
+            Plan::Cyclic(c) => self.cyclic_holes(c, cur, &mut f),
+            Plan::Dynamic { .. } | Plan::Guided(_) | Plan::Adaptive => {
                 if cur < self.n {
                     f(cur..self.n);
                 }
@@ -482,6 +561,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// `n` cases, or a handful under Miri (which interprets every step).
+    fn cases(n: u32) -> ProptestConfig {
+        ProptestConfig::with_cases(if cfg!(miri) { 3 } else { n })
+    }
+
     fn schedules(c: usize) -> [Schedule; 5] {
         [
             Schedule::Static,
@@ -493,7 +577,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(300))]
+        #![proptest_config(cases(300))]
         #[test]
         fn every_index_exactly_once(n in 0usize..5000, p in 1usize..9, c in 1usize..64) {
             for s in schedules(c) {
@@ -555,6 +639,101 @@ mod tests {
                 prop_assert!(d.next(&mut cl, Some(&mut holes)).is_none());
                 d.unclaimed(false, |r| for i in r { seen[i] += 1; });
                 prop_assert!(seen.iter().all(|&x| x == 1), "{s}: claimed + holes + unclaimed must cover each index once");
+            }
+        }
+    }
+
+    /// Chunk sizes anywhere up to `usize::MAX`: small and large, and the edges.
+    fn any_chunk() -> impl Strategy<Value = usize> {
+        prop_oneof![
+            1usize..100,
+            Just(usize::MAX),
+            Just(usize::MAX - 1),
+            Just(usize::MAX / 2 + 1),
+            (usize::MAX / 4)..=usize::MAX,
+            any::<usize>().prop_map(|c| c.max(1)),
+        ]
+    }
+
+    /// Lengths where cursor arithmetic could wrap: near `usize::MAX` and around the old STOP bit.
+    fn huge_n() -> impl Strategy<Value = usize> {
+        prop_oneof![
+            Just(usize::MAX),
+            (usize::MAX - 1000)..=usize::MAX,
+            (1usize << 62)..(1usize << 63),
+            ((1usize << 63) - 100)..((1usize << 63) + 100),
+            (usize::MAX / 20)..(usize::MAX / 2),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(cases(200))]
+        /// The dispenser with chunk sizes up to `usize::MAX`: every index exactly once, through
+        /// several participants that each keep claiming until told there is nothing left.
+        #[test]
+        fn huge_chunk_sizes_cover_every_index_once(n in 0usize..3000, p in 1usize..9, c in any_chunk()) {
+            for s in schedules(c) {
+                let d = Dispenser::new(s, n, p);
+                let mut seen = vec![0u8; n];
+                let mut claimers: Vec<Claimer> = (0..p + 1).map(|_| Claimer::default()).collect();
+                let mut live: Vec<usize> = (0..claimers.len()).collect();
+                let mut turn = 0;
+                while !live.is_empty() {
+                    let k = live[turn % live.len()];
+                    match d.next(&mut claimers[k], None) {
+                        Some((_, r)) => {
+                            prop_assert!(r.start < r.end && r.end <= n, "{s}: chunk {r:?} of {n}");
+                            for i in r { seen[i] += 1; }
+                            claimers[k].grow(Duration::ZERO);
+                        }
+                        None => { live.retain(|&x| x != k); }
+                    }
+                    turn += 1;
+                }
+                // Claims after the end stay failed (the cursor cannot wrap into a new lap).
+                for cl in claimers.iter_mut() {
+                    prop_assert!(d.next(cl, None).is_none(), "{s}: a claim after the end succeeded");
+                }
+                prop_assert!(seen.iter().all(|&x| x == 1), "{s}: an index not run exactly once");
+                let mut rest = 0usize;
+                d.unclaimed(false, |r| rest += r.len());
+                prop_assert_eq!(rest, 0, "{}: a finished map left an unclaimed range", s);
+            }
+        }
+
+        /// Maps over ranges near `usize::MAX`: chunks stay in bounds and in order, claims after
+        /// a stop fail or are revoked as holes, and claimed + holes + unclaimed is exactly `n`
+        /// (counted in u128: nothing wrapped).
+        #[test]
+        fn huge_ranges_never_wrap(n in huge_n(), p in 1usize..9, c in any_chunk(), k in 0usize..12) {
+            for s in schedules(c) {
+                let d = Dispenser::new(s, n, p);
+                let mut claimers: Vec<Claimer> = (0..p + 1).map(|_| Claimer::default()).collect();
+                let mut covered: u128 = 0;
+                let mut ranges: Vec<Range<usize>> = Vec::new();
+                for j in 0..k {
+                    let cl = &mut claimers[j % (p + 1)];
+                    if let Some((_, r)) = d.next(cl, None) {
+                        prop_assert!(r.start < r.end && r.end <= n, "{s}: chunk {r:?}");
+                        covered += r.len() as u128;
+                        ranges.push(r);
+                        cl.grow(Duration::ZERO);
+                    }
+                }
+                d.stop();
+                let mut holes: Vec<Range<usize>> = Vec::new();
+                for cl in claimers.iter_mut() {
+                    let mut h = |r: Range<usize>| holes.push(r);
+                    prop_assert!(d.next(cl, Some(&mut h)).is_none(), "{s}: a claim after stop succeeded");
+                }
+                for r in &holes { covered += r.len() as u128; }
+                d.unclaimed(false, |r| { covered += r.len() as u128; ranges.push(r); });
+                ranges.extend(holes);
+                ranges.sort_by_key(|r| r.start);
+                for w in ranges.windows(2) {
+                    prop_assert!(w[0].end <= w[1].start, "{s}: overlapping {:?} {:?}", w[0], w[1]);
+                }
+                prop_assert_eq!(covered, n as u128, "{}: claimed + holes + unclaimed != n", s);
             }
         }
     }

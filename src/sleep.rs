@@ -20,23 +20,38 @@
 //!
 //! # Who writes what, with which ordering
 //!
+//! Two kinds of producer wake engines: one that pushed *shareable* work (any engine may run it:
+//! a ticket on the injector or a deque) and one that put a job in engine `w`'s *mailbox* (only
+//! `w` may run it). Every write to a `sleeping` flag and to `sleepers` is a read-modify-write.
+//!
 //! | actor | step | operation |
 //! |---|---|---|
-//! | engine | 1 | `flag[w] := true` (Relaxed; published by step 2) |
+//! | engine | 1 | `flag[w].swap(true, AcqRel)` (`state[w] := SHARED`) |
 //! | engine | 2 | `sleepers.fetch_add(1, AcqRel)` |
-//! | engine | 3 | check queues, shutdown flag, its latch; if any: `cancel` |
+//! | engine | 3 | check its mailbox, the shared queues, the shutdown flag, what it waits for; if any: `cancel` |
 //! | engine | 4 | `park()` |
 //! | engine | 5 | `cancel`: `if flag[w].swap(false, AcqRel) { sleepers.fetch_sub(1, AcqRel) }` |
-//! | producer | 1 | push the job (the queue's own Release) |
-//! | producer | 2 | `n = sleepers.fetch_add(0, AcqRel)`; if `n == 0` stop |
-//! | producer | 3 | find a `w` with `flag[w]` true and `compare_exchange(true, false)` it |
-//! | producer | 4 | `sleepers.fetch_sub(1, AcqRel)`; `unpark(w)` |
+//!
+//! The "flag" is a three-valued `state[w]`: `AWAKE` (false), `SHARED` (true, counted in
+//! `sleepers`) and `MAILBOX_ONLY`: an engine nested so deep in waits that it no longer takes
+//! shareable work ([`HELP_DEPTH`](crate::pool::HELP_DEPTH)) announces itself with step 1
+//! only (`state[w] := MAILBOX_ONLY`, no count). Shared producers claim only `SHARED` engines
+//! (step 3 is `compare_exchange(SHARED, AWAKE)`); mailbox producers and the events an engine
+//! waits for swap any state to `AWAKE` and unpark it if it was not awake (decrementing the
+//! count if it was `SHARED`). The arguments below read "true" as "not `AWAKE`".
+//! | shared producer | 1 | push the job (the queue's own Release) |
+//! | shared producer | 2 | `n = sleepers.fetch_add(0, AcqRel)`; if `n == 0` stop |
+//! | shared producer | 3 | find a `w` with `flag[w]` true and `compare_exchange(true, false)` it |
+//! | shared producer | 4 | `sleepers.fetch_sub(1, AcqRel)`; `unpark(w)` |
+//! | mailbox producer | 1 | push the job into `mailbox[w]` |
+//! | mailbox producer | 2 | `if flag[w].swap(false, AcqRel) { sleepers.fetch_sub(1, AcqRel); unpark(w) }` |
 //!
 //! # Why no wake-up is lost
 //!
-//! Every access to `sleepers` is a read-modify-write with `AcqRel`, so all of them sit in one
-//! modification order and each one synchronises with the one before it (a release sequence made
-//! only of RMWs). Take a producer's step 2 (call it `P`) and an engine's step 2 (`E`):
+//! **Shared work.** Every access to `sleepers` is a read-modify-write with `AcqRel`, so all of
+//! them sit in one modification order and each one synchronises with the one before it (a
+//! release sequence made only of RMWs). Take a producer's step 2 (call it `P`) and an engine's
+//! step 2 (`E`):
 //!
 //! * `E` before `P`: `P` reads a count that includes the engine, and because `P` acquires from the
 //!   chain through `E`, it also sees `flag[w] = true` (written before `E`). It claims the flag
@@ -45,25 +60,54 @@
 //! * `P` before `E`: `E` acquires from the chain through `P`, so the push (before `P`) happens
 //!   before the engine's step 3: the engine sees the job and does not park.
 //!
+//! The count can be *borrowed*: a producer may claim engine `a` between `a`'s steps 1 and 2 and
+//! decrement before `a` increments, so for a moment the count misses a sleeping engine `b`. A
+//! shared producer that reads 0 then is still safe: `a` is about to run step 3 and will see its
+//! job (case `P` before `E`). That is why shared work may trust the count — any engine that looks
+//! will do — and why mailbox work may **not**: only `w` can run a mailbox job, and `a` does not
+//! look at `w`'s mailbox. (This was a real lost wake-up, found by a soak test: a DirectView call
+//! hung while engine 1 slept with a job in its mailbox. The loom model `mailbox_after_shared`
+//! in `registry.rs` reproduces it with the count check put back.)
+//!
+//! **Mailbox work** goes by the flag alone. All writes to `flag[w]` are RMWs, so they are totally
+//! ordered and form one release sequence. Take the producer's swap (`S`) and the engine's step 1
+//! (`W`):
+//!
+//! * `W` before `S`: `S` reads `true` — unless a later RMW cleared it, which was either a
+//!   producer's claim (that producer unparks `w`) or the engine's own `cancel` (the engine is
+//!   awake and will look again before it sleeps: the next round is again this case analysis).
+//!   Reading `true`, the producer unparks `w`.
+//! * `S` before `W`: `W` acquires from `S`, so the push into the mailbox (before `S`) happens
+//!   before the engine's step 3, which sees the job.
+//!
 //! The parker has token semantics (an `unpark` before `park` makes `park` return at once), so
 //! the window between step 3 and step 4 loses nothing either. A wake-up can be *spurious*
 //! (an engine woken for work another engine already took): it looks, finds nothing, and sleeps
 //! again. That costs time, never correctness.
 //!
-//! No `SeqCst` fences are needed (and loom, which models this file, is weak on `SeqCst`). The
-//! cost on the hot path is one uncontended RMW per notification; engines touch `sleepers` only
-//! on their way to sleep.
+//! No `SeqCst` fences are needed (and loom, which models this file through the real engine loop,
+//! is weak on `SeqCst`). The cost on the hot path is one uncontended RMW per notification;
+//! engines touch `sleepers` only on their way to sleep.
 //!
 //! The same flag/unpark pair wakes an engine that is blocked on a latch (a nested parallel call
 //! waiting for its helpers): the latch setter unparks that engine directly, and the engine's
 //! step 3 checks its latch too.
 
-use crate::sync::{AtomicBool, AtomicUsize, Ordering, Unparker};
+use crate::sync::{AtomicUsize, Ordering, Unparker};
 use crossbeam_utils::CachePadded;
+
+/// `state[w]`: awake (running, spinning, or looking).
+const AWAKE: usize = 0;
+/// `state[w]`: announced asleep, and will run shareable work when woken (counted in `sleepers`).
+const SHARED: usize = 1;
+/// `state[w]`: announced asleep, but only for its own mailbox and what it waits for: a waiting
+/// engine nested [`HELP_DEPTH`](crate::pool::HELP_DEPTH) deep takes no shareable work, so
+/// it must not be counted or claimed for it (a shared producer would waste its one wake-up on it).
+const MAILBOX_ONLY: usize = 2;
 
 /// One engine's sleep slot.
 struct Slot {
-    sleeping: AtomicBool,
+    state: AtomicUsize,
     unparker: Unparker,
 }
 
@@ -82,7 +126,7 @@ impl Sleep {
                 .into_iter()
                 .map(|unparker| {
                     CachePadded::new(Slot {
-                        sleeping: AtomicBool::new(false),
+                        state: AtomicUsize::new(AWAKE),
                         unparker,
                     })
                 })
@@ -90,16 +134,21 @@ impl Sleep {
         }
     }
 
-    /// Engine side, steps 1–2: announce that engine `w` is about to park. The caller must then
-    /// check for work (step 3) and either [`cancel`](Self::cancel) or park.
-    pub(crate) fn prepare(&self, w: usize) {
-        self.slots[w].sleeping.store(true, Ordering::Relaxed);
-        self.sleepers.fetch_add(1, Ordering::AcqRel);
+    /// Engine side, steps 1–2: announce that engine `w` is about to park; `shared`: it will run
+    /// shareable work when woken. The caller must then check for work (step 3) and either
+    /// [`cancel`](Self::cancel) or park.
+    pub(crate) fn prepare(&self, w: usize, shared: bool) {
+        if shared {
+            self.slots[w].state.swap(SHARED, Ordering::AcqRel);
+            self.sleepers.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.slots[w].state.swap(MAILBOX_ONLY, Ordering::AcqRel);
+        }
     }
 
     /// Engine side, step 5: withdraw (after finding work, or after waking). Idempotent.
     pub(crate) fn cancel(&self, w: usize) {
-        if self.slots[w].sleeping.swap(false, Ordering::AcqRel) {
+        if self.slots[w].state.swap(AWAKE, Ordering::AcqRel) == SHARED {
             self.sleepers.fetch_sub(1, Ordering::AcqRel);
         }
     }
@@ -120,30 +169,37 @@ impl Sleep {
         }
     }
 
-    /// Producer side, for work addressed to engine `w` alone (its mailbox).
+    /// Producer side, for work addressed to engine `w` alone (its mailbox), or for the event
+    /// engine `w` waits for: goes by `w`'s state, never by the count (see "Mailbox work" above).
     pub(crate) fn notify_one(&self, w: usize) {
-        if self.sleepers.fetch_add(0, Ordering::AcqRel) != 0 {
-            self.claim(w);
+        let slot = &self.slots[w];
+        match slot.state.swap(AWAKE, Ordering::AcqRel) {
+            AWAKE => {}
+            prev => {
+                if prev == SHARED {
+                    self.sleepers.fetch_sub(1, Ordering::AcqRel);
+                }
+                slot.unparker.unpark();
+            }
         }
     }
 
     /// Wake every engine, sleeping or not (shutdown). Safe to call any number of times.
     pub(crate) fn wake_all(&self) {
-        self.sleepers.fetch_add(0, Ordering::AcqRel);
         for w in 0..self.slots.len() {
-            if !self.claim(w) {
-                self.slots[w].unparker.unpark();
-            }
+            self.notify_one(w);
+            self.slots[w].unparker.unpark();
         }
     }
 
-    /// Steps 3–4 of the producer for engine `w`: true if this call took `w` out of its sleep.
+    /// Steps 3–4 of the shared producer for engine `w`: true if this call took `w` out of its
+    /// sleep.
     fn claim(&self, w: usize) -> bool {
         let slot = &self.slots[w];
-        if slot.sleeping.load(Ordering::Relaxed)
+        if slot.state.load(Ordering::Relaxed) == SHARED
             && slot
-                .sleeping
-                .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
+                .state
+                .compare_exchange(SHARED, AWAKE, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         {
             self.sleepers.fetch_sub(1, Ordering::AcqRel);
@@ -154,112 +210,9 @@ impl Sleep {
         }
     }
 
-    /// Number of engines announced as sleeping (for tests and diagnostics).
+    /// Number of engines announced as sleeping for shared work (for tests and diagnostics).
     #[cfg(test)]
     pub(crate) fn sleepers(&self) -> usize {
         self.sleepers.load(Ordering::Acquire)
-    }
-}
-
-/// Loom models of the protocol: engines that sleep when the queue is empty and producers that
-/// push a job each and notify. Every job must be consumed: a lost wake-up would leave an engine
-/// parked forever, which loom reports as a deadlock. Three small models instead of one big one
-/// (loom explores every interleaving; the state space grows fast):
-/// * one engine, one producer — the race between "engine announces sleep" and "producer pushes";
-/// * one engine, two producers — the counter must not hide the second job;
-/// * two engines, one producer — the producer must wake an engine that is really asleep.
-///
-/// Run with `RUSTFLAGS="--cfg loom" cargo test --release --lib loom_model`.
-#[cfg(all(test, loom))]
-mod loom_model {
-    use super::Sleep;
-    use crate::sync::{AtomicBool, AtomicUsize, Ordering, Parker};
-    use loom::sync::Arc;
-    use loom::thread;
-
-    struct World {
-        sleep: Sleep,
-        jobs: AtomicUsize,
-        done: AtomicUsize,
-        stop: AtomicBool,
-        total: usize,
-    }
-
-    impl World {
-        fn take(&self) -> bool {
-            self.jobs
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |j| j.checked_sub(1))
-                .is_ok()
-        }
-
-        /// The engine loop of `pool.rs` in miniature: look, announce, look again, park, withdraw.
-        fn engine(&self, w: usize, parker: &Parker) {
-            loop {
-                if self.stop.load(Ordering::Acquire) {
-                    return;
-                }
-                if self.take() {
-                    if self.done.fetch_add(1, Ordering::AcqRel) + 1 == self.total {
-                        self.stop.store(true, Ordering::Release);
-                        self.sleep.wake_all();
-                    }
-                    continue;
-                }
-                self.sleep.prepare(w);
-                if self.jobs.load(Ordering::Acquire) > 0 || self.stop.load(Ordering::Acquire) {
-                    self.sleep.cancel(w);
-                    continue;
-                }
-                parker.park();
-                self.sleep.cancel(w);
-            }
-        }
-    }
-
-    fn model(engines: usize, producers: usize) {
-        loom::model(move || {
-            let parkers: Vec<Parker> = (0..engines).map(|_| Parker::new()).collect();
-            let world = Arc::new(World {
-                sleep: Sleep::new(parkers.iter().map(|p| p.unparker().clone()).collect()),
-                jobs: AtomicUsize::new(0),
-                done: AtomicUsize::new(0),
-                stop: AtomicBool::new(false),
-                total: producers,
-            });
-            let mut threads = Vec::new();
-            for (w, parker) in parkers.into_iter().enumerate() {
-                let world = world.clone();
-                threads.push(thread::spawn(move || world.engine(w, &parker)));
-            }
-            // The main thread is the first producer; the others get threads.
-            for _ in 1..producers {
-                let world = world.clone();
-                threads.push(thread::spawn(move || {
-                    world.jobs.fetch_add(1, Ordering::Release);
-                    world.sleep.notify(1);
-                }));
-            }
-            world.jobs.fetch_add(1, Ordering::Release);
-            world.sleep.notify(1);
-            for t in threads {
-                t.join().unwrap();
-            }
-            assert_eq!(world.done.load(Ordering::Acquire), producers);
-        });
-    }
-
-    #[test]
-    fn one_engine_one_producer() {
-        model(1, 1);
-    }
-
-    #[test]
-    fn one_engine_two_producers() {
-        model(1, 2);
-    }
-
-    #[test]
-    fn two_engines_one_producer() {
-        model(2, 1);
     }
 }

@@ -13,17 +13,17 @@
 //! * [`EngineState`] values are only touched by their own engine while a call runs (`pull` and
 //!   `gather` read them from the caller between calls).
 
-use crate::async_result::{
-    AsyncOutput, AsyncResult, Imap, ImapUnordered, Placement, ResultsOut, VecOut,
-};
+use crate::async_result::{AsyncResult, Imap, ImapUnordered};
 use crate::error::{ItemError, MapError};
-use crate::map::{Body, IntoMapInput, Mode, Tracker, VecSink, panic_message, raise, with_timeline};
+use crate::map::body::{NoState, SlotState};
+use crate::map::run::{Refused, ResultSink, ResultsOut, VecOut};
+use crate::map::sink::{VecSink, collect};
+use crate::map::{IntoMapInput, MapInput, Passthrough, Spec, Tracker, raise, with_timeline};
 use crate::pool::Pool;
-use crate::schedule::{Dispenser, Schedule, static_block};
+use crate::schedule::{Schedule, static_block};
 use crate::timeline::Timeline;
 use crossbeam_utils::CachePadded;
 use std::convert::Infallible;
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
 /// A bad engine selection for a [`DirectView`].
@@ -274,8 +274,8 @@ impl<'p> DirectView<'p> {
         F: Fn(I::Item) -> R + Sync,
     {
         let input = input.into_map_input();
-        let n = crate::map::input::MapInput::len(&input);
-        self.run(crate::map::Passthrough(input), f, None)
+        let n = input.len();
+        self.run(Passthrough(input), f, None)
             .unwrap_or_else(|e| raise(e, n))
     }
 
@@ -297,13 +297,13 @@ impl<'p> DirectView<'p> {
         F: Fn(I::Item) -> R + Sync,
     {
         let input = input.into_map_input();
-        let n = crate::map::input::MapInput::len(&input);
+        let n = input.len();
         with_timeline(
             n,
             "direct (static)".into(),
             self.pool.workers(),
             |tracker| {
-                self.run(crate::map::Passthrough(input), f, Some(tracker))
+                self.run(Passthrough(input), f, Some(tracker))
                     .unwrap_or_else(|e| raise(e, n))
             },
         )
@@ -320,12 +320,12 @@ impl<'p> DirectView<'p> {
         R: Send,
         F: Fn(I::Item) -> R + Sync,
     {
-        self.pool.map_vec(
-            Schedule::Static,
-            Mode::Directed(&self.targets),
-            input,
-            |x| Ok::<R, Infallible>(f(x)),
-            tracker,
+        crate::map::map_vec(
+            &self.pool.reg,
+            &Spec::directed(&self.targets).tracked(tracker),
+            input.into_map_input(),
+            NoState,
+            |_: &mut (), x| Ok::<R, Infallible>(f(x)),
         )
     }
 
@@ -446,46 +446,21 @@ impl<'p> DirectView<'p> {
         R: Send,
         F: Fn(&mut S, I::Item) -> R + Sync,
     {
-        use crate::map::input::MapInput;
         self.check_state(state);
         let input = input.into_map_input();
-        let (n, p) = (input.len(), self.targets.len());
-        let failures: Mutex<(usize, Option<(usize, String)>)> = Mutex::new((0, None));
-        let pieces = self.apply(|e| {
-            let k = self.targets.iter().position(|&t| t == e).expect("targeted");
-            let mut guard = state.slot(e);
-            let s = guard.as_mut().expect("checked");
-            let block = static_block(n, p, k);
-            let mut out = Vec::with_capacity(block.len());
-            for i in block {
-                // SAFETY: blocks of distinct slots are disjoint and each slot runs once, so index
-                // `i` is taken exactly once, and `i < n`.
-                let item = unsafe { input.take(i) };
-                match panic::catch_unwind(AssertUnwindSafe(|| f(s, item))) {
-                    Ok(r) => out.push(r),
-                    Err(payload) => {
-                        let mut fl = failures.lock().unwrap_or_else(|e| e.into_inner());
-                        fl.0 += 1;
-                        if fl.1.as_ref().is_none_or(|(j, _)| i < *j) {
-                            fl.1 = Some((i, panic_message(&*payload)));
-                        }
-                    }
-                }
-            }
-            out
-        });
-        let (failed, first) = failures.into_inner().unwrap_or_else(|e| e.into_inner());
-        if let Some((index, message)) = first {
-            raise::<Infallible>(
-                MapError::Panicked {
-                    index,
-                    message,
-                    failed,
-                },
-                n,
-            );
-        }
-        pieces.into_iter().flatten().collect()
+        let n = input.len();
+        let slots = EngineSlots {
+            state,
+            targets: &self.targets,
+        };
+        crate::map::map_vec(
+            &self.pool.reg,
+            &Spec::directed(&self.targets),
+            input,
+            slots,
+            |s: &mut S, x| Ok::<R, Infallible>(f(s, x)),
+        )
+        .unwrap_or_else(|e| raise(e, n))
     }
 
     /// The values of per-engine state, in view order (ipyparallel's `pull`).
@@ -556,12 +531,11 @@ impl<'p> DirectView<'p> {
         F: Fn(usize) -> R + Send + Sync + 'static,
     {
         let t = self.targets.clone();
-        self.pool.start_async(
-            Schedule::Static,
+        start_vec(
+            self.pool,
+            &Spec::directed(&self.targets),
             0..t.len(),
             move |k| f(t[k]),
-            <VecOut<_> as AsyncOutput>::new,
-            Placement::Directed(&self.targets),
             "direct apply",
             self.timeline,
         )
@@ -582,12 +556,11 @@ impl<'p> DirectView<'p> {
         R: Send + 'static,
         F: Fn(I::Item) -> R + Send + Sync + 'static,
     {
-        self.pool.start_async(
-            Schedule::Static,
+        start_vec(
+            self.pool,
+            &Spec::directed(&self.targets),
             input,
             f,
-            <VecOut<_> as AsyncOutput>::new,
-            Placement::Directed(&self.targets),
             "direct (static)",
             self.timeline,
         )
@@ -728,13 +701,12 @@ impl<'p> LoadBalancedView<'p> {
         #[cfg(feature = "progress")]
         if let Some(label) = &self.progress {
             let input = input.into_map_input();
-            let n = crate::map::input::MapInput::len(&input);
+            let n = input.len();
             let tracker = Arc::new(Tracker::new(n, false));
             let bar = crate::progress::Bar::start(label, tracker.clone());
             let v = self.pool.map_vec(
                 self.schedule,
-                Mode::Shared,
-                crate::map::Passthrough(input),
+                Passthrough(input),
                 |x| Ok::<R, Infallible>(f(x)),
                 Some(tracker),
             );
@@ -763,14 +735,13 @@ impl<'p> LoadBalancedView<'p> {
         F: Fn(I::Item) -> R + Sync,
     {
         let input = input.into_map_input();
-        let n = crate::map::input::MapInput::len(&input);
+        let n = input.len();
         let label = format!("load-balanced ({})", self.schedule);
         with_timeline(n, label, self.pool.workers(), |tracker| {
             self.pool
                 .map_vec(
                     self.schedule,
-                    Mode::Shared,
-                    crate::map::Passthrough(input),
+                    Passthrough(input),
                     |x| Ok::<R, Infallible>(f(x)),
                     Some(tracker),
                 )
@@ -819,8 +790,9 @@ impl<'p> LoadBalancedView<'p> {
         F: FnOnce() -> R + Send + 'static,
     {
         let f = Mutex::new(Some(f));
-        let ar = self.pool.start_async(
-            Schedule::Dynamic(1),
+        let ar = start_vec(
+            self.pool,
+            &Spec::shared(Schedule::Dynamic(1)),
             0..1usize,
             move |_| {
                 (f.lock()
@@ -828,8 +800,6 @@ impl<'p> LoadBalancedView<'p> {
                     .take()
                     .expect("runs once"))()
             },
-            <VecOut<_> as AsyncOutput>::new,
-            Placement::Shared,
             "submit",
             self.timeline,
         );
@@ -852,12 +822,11 @@ impl<'p> LoadBalancedView<'p> {
         F: Fn(I::Item) -> R + Send + Sync + 'static,
     {
         let label = format!("load-balanced ({})", self.schedule);
-        self.pool.start_async(
-            self.schedule,
+        start_vec(
+            self.pool,
+            &Spec::shared(self.schedule),
             input,
             f,
-            <VecOut<_> as AsyncOutput>::new,
-            Placement::Shared,
             &label,
             self.timeline,
         )
@@ -880,8 +849,13 @@ impl<'p> LoadBalancedView<'p> {
         R: Send + 'static,
         F: Fn(I::Item) -> R + Send + Sync + 'static,
     {
-        let (ar, rx, n) = self.pool.start_streaming(self.stream_schedule(), input, f);
-        Imap::new(ar, rx, n)
+        let (core, rx, n) = crate::map::run::start_stream(
+            &self.pool.reg,
+            self.stream_schedule(),
+            input.into_map_input(),
+            f,
+        );
+        Imap::new(AsyncResult::from_core(core), rx, n)
     }
 
     /// `(index, result)` pairs in completion order (`imap_unordered`). Schedule as for
@@ -901,8 +875,13 @@ impl<'p> LoadBalancedView<'p> {
         R: Send + 'static,
         F: Fn(I::Item) -> R + Send + Sync + 'static,
     {
-        let (ar, rx, n) = self.pool.start_streaming(self.stream_schedule(), input, f);
-        ImapUnordered::new(ar, rx, n)
+        let (core, rx, n) = crate::map::run::start_stream(
+            &self.pool.reg,
+            self.stream_schedule(),
+            input.into_map_input(),
+            f,
+        );
+        ImapUnordered::new(AsyncResult::from_core(core), rx, n)
     }
 
     fn stream_schedule(&self) -> Schedule {
@@ -931,30 +910,26 @@ impl<'p> ReturnExceptions<'p> {
     {
         let v = &self.view;
         let input = input.into_map_input();
-        let n = crate::map::input::MapInput::len(&input);
-        let mut out: Vec<Result<R, ItemError>> = Vec::with_capacity(n);
-        if n == 0 {
-            return out;
-        }
-        let disp = Dispenser::new(v.schedule, n, v.pool.workers());
-        let units = disp.max_units();
-        let body = Body::new(
+        let n = input.len();
+        let mut out = match crate::map::sink::alloc_output::<Result<R, ItemError>, Infallible>(n) {
+            Ok(out) => out,
+            Err(e) => {
+                crate::map::run::release_all(&input);
+                raise(e, n);
+            }
+        };
+        let mut rep = crate::map::run::run(
+            &v.pool.reg,
+            &Spec::shared(v.schedule),
             input,
-            |x| Ok::<R, Infallible>(f(x)),
-            crate::map::ResultSink(VecSink(out.as_mut_ptr())),
-            disp,
-            false,
-            None,
+            NoState,
+            |_: &mut (), x| Ok::<R, Infallible>(f(x)),
+            ResultSink(VecSink(out.as_mut_ptr())),
         );
-        v.pool.run_shared(&body, units);
-        let mut rep = body.conclude();
-        rep.panic = None; // absorbed: each panicked item holds its ItemError
-        // SAFETY: `run_shared` returned, so every participant has left; every slot holds Ok or
-        // the Err of its panic, and a map that is never stopped leaves no other holes.
-        match unsafe { crate::map::collect(out, n, rep) } {
-            Ok(v) => v,
-            Err(e) => unreachable!("a map that cannot stop failed: {e}"),
-        }
+        crate::map::run::absorb_panics(&mut rep);
+        // SAFETY: `run` returned, so every participant has left; every slot holds Ok or the
+        // Err of its panic, and a map that is never stopped leaves no other holes.
+        unsafe { collect(out, n, rep) }.unwrap_or_else(|e| raise(e, n))
     }
 
     /// [`map`](Self::map) in the background.
@@ -975,14 +950,71 @@ impl<'p> ReturnExceptions<'p> {
         F: Fn(I::Item) -> R + Send + Sync + 'static,
     {
         let v = &self.view;
-        v.pool.start_async(
-            v.schedule,
+        let input = input.into_map_input();
+        match ResultsOut::new(input.len()) {
+            Ok(out) => AsyncResult::from_core(crate::map::run::start(
+                &v.pool.reg,
+                &Spec::shared(v.schedule),
+                input,
+                move |_: &mut (), x| Ok(f(x)),
+                out,
+                "return_exceptions",
+                v.timeline,
+            )),
+            Err(e) => {
+                crate::map::run::release_all(&input);
+                AsyncResult::from_core(Arc::new(Refused::new(e)))
+            }
+        }
+    }
+}
+
+/// A background map into a `Vec` on `pool`: the pipeline's [`start`](crate::map::run::start)
+/// with a [`VecOut`], or a result that is ready at once with [`MapError::TooLarge`].
+fn start_vec<I, R, F>(
+    pool: &Pool,
+    spec: &Spec<'_>,
+    input: I,
+    f: F,
+    label: &str,
+    timeline: bool,
+) -> AsyncResult<Vec<R>>
+where
+    I: IntoMapInput,
+    I::Input: Send + 'static,
+    R: Send + 'static,
+    F: Fn(I::Item) -> R + Send + Sync + 'static,
+{
+    let input = input.into_map_input();
+    match VecOut::new(input.len()) {
+        Ok(out) => AsyncResult::from_core(crate::map::run::start(
+            &pool.reg,
+            spec,
             input,
-            f,
-            <ResultsOut<_> as AsyncOutput>::new,
-            Placement::Shared,
-            "return_exceptions",
-            v.timeline,
-        )
+            move |_: &mut (), x| Ok(f(x)),
+            out,
+            label,
+            timeline,
+        )),
+        Err(e) => {
+            crate::map::run::release_all(&input);
+            AsyncResult::from_core(Arc::new(Refused::new(e)))
+        }
+    }
+}
+
+/// A DirectView's engine state as the pipeline's per-slot state: slot `k` works with the value
+/// of engine `targets[k]`, locked once per slot.
+struct EngineSlots<'a, S> {
+    state: &'a EngineState<S>,
+    targets: &'a [usize],
+}
+
+impl<S: Send> SlotState for EngineSlots<'_, S> {
+    type S = S;
+    fn with<T>(&self, slot: Option<usize>, f: impl FnOnce(&mut S) -> T) -> T {
+        let k = slot.expect("engine state is used by directed maps only");
+        let mut guard = self.state.slot(self.targets[k]);
+        f(guard.as_mut().expect("checked by check_state"))
     }
 }

@@ -1,0 +1,366 @@
+//! The body of a map: what every participant runs, and the one place where stop, holes,
+//! panics and drops are handled.
+
+use super::input::MapInput;
+use super::sink::Sink;
+use super::track::Tracker;
+use crate::error::{ItemError, MapError};
+use crate::schedule::{Claimer, Dispenser};
+use crate::timeline::{ChunkRecord, Lane};
+use std::marker::PhantomData;
+use std::ops::Range;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What went wrong, gathered under a lock on failure paths only.
+pub(crate) struct Report<E> {
+    pub(crate) error: Option<(usize, E)>,
+    /// The lowest index whose user code panicked (the closure, or a `Drop` parview ran), and
+    /// the message.
+    pub(crate) panic: Option<(usize, String)>,
+    pub(crate) panicked: usize,
+    /// Output slots never written.
+    pub(crate) holes: Vec<Range<usize>>,
+    /// Input items never taken (a subset of `holes`).
+    pub(crate) untaken: Vec<Range<usize>>,
+    pub(crate) stopped: bool,
+}
+
+impl<E> Default for Report<E> {
+    fn default() -> Self {
+        Report {
+            error: None,
+            panic: None,
+            panicked: 0,
+            holes: Vec::new(),
+            untaken: Vec::new(),
+            stopped: false,
+        }
+    }
+}
+
+impl<E> Report<E> {
+    /// Records a panic of user code attributed to item `i`.
+    pub(crate) fn note_panic(&mut self, i: usize, message: String) {
+        self.panicked += 1;
+        if self.panic.as_ref().is_none_or(|(j, _)| i < *j) {
+            self.panic = Some((i, message));
+        }
+    }
+
+    /// Items that produced a result (or their error) — `n` minus the holes.
+    pub(crate) fn done(&self, n: usize) -> usize {
+        n - self.holes.iter().map(|h| h.len()).sum::<usize>()
+    }
+
+    /// The error to return for this report, if any. A failure (`Err` or panic) wins over a
+    /// stop; between an `Err` and a panic the lower index wins.
+    pub(crate) fn error(self, n: usize) -> Option<MapError<E>> {
+        let done = self.done(n);
+        let err = self
+            .error
+            .map(|(index, error)| (index, MapError::Failed { index, error }));
+        let pan = self.panic.map(|(index, message)| {
+            (
+                index,
+                MapError::Panicked {
+                    index,
+                    message,
+                    failed: self.panicked,
+                },
+            )
+        });
+        match (err, pan) {
+            (Some((a, ea)), Some((b, eb))) => Some(if a <= b { ea } else { eb }),
+            (Some((_, e)), None) | (None, Some((_, e))) => Some(e),
+            (None, None) if !self.holes.is_empty() => Some(MapError::Aborted { done, total: n }),
+            (None, None) => None,
+        }
+    }
+}
+
+/// A running chunk looks at the stop flag every this many items, so that `abort` (or an `Err`
+/// elsewhere) also cuts a long chunk short — a DirectView's or `Static` map's one block per
+/// engine included. One relaxed-cost load per 4096 items.
+pub(crate) const STOP_CHECK: usize = 4096;
+
+/// Per-slot state of a directed map (a DirectView's [`EngineState`](crate::EngineState)): what
+/// the closure gets as its first argument.
+pub(crate) trait SlotState: Sync {
+    /// The value the closure works with.
+    type S;
+    /// Runs `f` with the value of static slot `slot` (`None`: a shared map's participant).
+    fn with<T>(&self, slot: Option<usize>, f: impl FnOnce(&mut Self::S) -> T) -> T;
+}
+
+/// No per-slot state (every map but `DirectView::map_with`).
+pub(crate) struct NoState;
+
+impl SlotState for NoState {
+    type S = ();
+    #[inline]
+    fn with<T>(&self, _slot: Option<usize>, f: impl FnOnce(&mut ()) -> T) -> T {
+        f(&mut ())
+    }
+}
+
+/// Everything a participant needs to work on one map.
+pub(crate) struct Body<In, St, F, S, R, E> {
+    pub(crate) input: In,
+    state: St,
+    f: F,
+    pub(crate) sink: S,
+    pub(crate) disp: Dispenser,
+    report: Mutex<Report<E>>,
+    /// Set before anything is written to `report`, so a clean map never takes the lock.
+    reported: AtomicBool,
+    directed: bool,
+    pub(crate) tracker: Option<Arc<Tracker>>,
+    _r: PhantomData<fn() -> R>,
+}
+
+/// The type-erased face of a [`Body`].
+pub(crate) trait Work: Sync {
+    /// Take chunks until none are left, or — with a `budget` — until this call has worked that
+    /// long. Returns true when no work is left.
+    fn work(&self, lane: Lane, stolen: bool, cl: &mut Claimer, budget: Option<Duration>) -> bool;
+    /// Whether the caller should first work alone for [`INLINE_BUDGET`](super::run::INLINE_BUDGET)
+    /// before sharing.
+    fn inline_first(&self, workers: usize) -> bool;
+    /// Run static slot `slot` (directed work).
+    fn run_slot(&self, lane: Lane, slot: usize);
+    /// Stop: no new chunk starts.
+    fn stop(&self);
+}
+
+impl<In, St, F, S, R, E> Body<In, St, F, S, R, E>
+where
+    In: MapInput,
+    St: SlotState,
+    F: Fn(&mut St::S, In::Item) -> Result<R, E> + Sync,
+    S: Sink<R>,
+    E: Send,
+{
+    pub(crate) fn new(
+        input: In,
+        state: St,
+        f: F,
+        sink: S,
+        disp: Dispenser,
+        directed: bool,
+        tracker: Option<Arc<Tracker>>,
+    ) -> Self {
+        Body {
+            input,
+            state,
+            f,
+            sink,
+            disp,
+            report: Mutex::new(Report::default()),
+            reported: AtomicBool::new(false),
+            directed,
+            tracker,
+            _r: PhantomData,
+        }
+    }
+
+    /// The failure report, for writing (marks the map as having something to report).
+    fn report(&self) -> std::sync::MutexGuard<'_, Report<E>> {
+        self.reported.store(true, Ordering::Release);
+        self.report.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn hole(&self, r: Range<usize>, taken: bool) {
+        if r.is_empty() {
+            return;
+        }
+        let mut rep = self.report();
+        if !taken {
+            rep.untaken.push(r.clone());
+        }
+        rep.holes.push(r);
+    }
+
+    /// Runs items `r` with the slot's state `st`, in segments of [`STOP_CHECK`] items with a
+    /// look at the stop flag between them (a stopped map leaves the rest of a long chunk
+    /// untaken); returns how many items finished (failed ones included).
+    #[inline]
+    fn run_chunk(&self, r: Range<usize>, st: &mut St::S) -> usize {
+        let mut at = r.start;
+        while at < r.end {
+            let seg_end = r.end.min(at.saturating_add(STOP_CHECK));
+            if at > r.start && self.disp.stopped() {
+                self.hole(at..r.end, false);
+                return at - r.start;
+            }
+            if let Some(done_to) = self.run_segment(at..seg_end, st) {
+                // An `Err` stopped the map inside this segment.
+                self.hole(done_to..r.end, false);
+                return done_to - r.start;
+            }
+            at = seg_end;
+        }
+        r.len()
+    }
+
+    /// Runs items `r`; `Some(end)` if an `Err` stopped the map after item `end - 1` (the rest
+    /// of `r` is the caller's to report), `None` when every item ran.
+    #[inline]
+    fn run_segment(&self, r: Range<usize>, st: &mut St::S) -> Option<usize> {
+        let end = r.end;
+        let mut i = r.start;
+        while i < end {
+            let res = panic::catch_unwind(AssertUnwindSafe(|| {
+                while i < end {
+                    // SAFETY: `i` lies in a chunk this participant claimed, and the dispenser
+                    // hands every index out at most once.
+                    let item = unsafe { self.input.take(i) };
+                    match (self.f)(st, item) {
+                        // SAFETY: same argument: index `i` is ours alone, in bounds.
+                        Ok(v) => unsafe { self.sink.put(i, v) },
+                        Err(e) => return Some(e),
+                    }
+                    i += 1;
+                }
+                None
+            }));
+            match res {
+                Ok(None) => break,
+                Ok(Some(e)) => {
+                    // Stop first: from here on no participant can claim a new chunk.
+                    self.disp.stop();
+                    let mut rep = self.report();
+                    if rep.error.as_ref().is_none_or(|(j, _)| i < *j) {
+                        rep.error = Some((i, e));
+                    }
+                    rep.holes.push(i..i + 1);
+                    rep.stopped = true;
+                    return Some(i + 1);
+                }
+                Err(payload) => {
+                    let message = crate::unwind::panic_message(&*payload);
+                    crate::unwind::drop_payload(payload);
+                    let absorbed = self.sink.absorb(
+                        i,
+                        ItemError {
+                            index: i,
+                            message: message.clone(),
+                        },
+                    );
+                    let mut rep = self.report();
+                    rep.note_panic(i, message);
+                    if !absorbed {
+                        rep.holes.push(i..i + 1);
+                    }
+                    drop(rep);
+                    i += 1;
+                }
+            }
+        }
+        None
+    }
+
+    /// After every participant has left: adds the never-claimed ranges, drops untaken input
+    /// (a panicking `Drop` of input item `i` is reported as a panic of item `i`).
+    pub(crate) fn conclude(&self) -> Report<E> {
+        let mut rep = if self.reported.load(Ordering::Acquire) {
+            std::mem::take(&mut *self.report())
+        } else {
+            Report::default()
+        };
+        self.disp.unclaimed(self.directed, |r| {
+            rep.untaken.push(r.clone());
+            rep.holes.push(r);
+        });
+        rep.stopped |= self.disp.stopped();
+        let untaken = std::mem::take(&mut rep.untaken);
+        let mut dropped_badly = Vec::new();
+        // SAFETY: no participant is active any more (the gate is closed and empty), and
+        // `untaken` lists exactly the items nobody took; conclude runs once per map.
+        unsafe {
+            self.input.release(&untaken, &mut |i, m| {
+                dropped_badly.push((i, format!("Drop of input item {i} panicked: {m}")))
+            })
+        };
+        for (i, m) in dropped_badly {
+            rep.note_panic(i, m);
+        }
+        rep.untaken = untaken;
+        rep
+    }
+}
+
+impl<In, St, F, S, R, E> Work for Body<In, St, F, S, R, E>
+where
+    In: MapInput,
+    St: SlotState,
+    F: Fn(&mut St::S, In::Item) -> Result<R, E> + Sync,
+    S: Sink<R>,
+    E: Send,
+{
+    fn work(&self, lane: Lane, stolen: bool, cl: &mut Claimer, budget: Option<Duration>) -> bool {
+        let timing = budget.is_some() || self.disp.needs_timing() || self.tracker.is_some();
+        let began = timing.then(Instant::now);
+        let mut t0 = began;
+        let mut local: Vec<ChunkRecord> = Vec::new();
+        let mut on_hole = |r: Range<usize>| self.hole(r, false);
+        let mut finished = true;
+        self.state.with(None, |st| {
+            while let Some((_, r)) = self.disp.next(cl, Some(&mut on_hole)) {
+                let items = self.run_chunk(r.clone(), st);
+                if let Some(start) = t0 {
+                    let t1 = Instant::now();
+                    if let Some(t) = &self.tracker {
+                        t.chunk(lane, r, start, t1, items, stolen, &mut local);
+                    }
+                    if let (Some(b), Some(b0)) = (budget, began) {
+                        let spent = t1 - b0;
+                        if spent >= b {
+                            finished = false;
+                            break;
+                        }
+                        cl.fit(t1 - start, items, b - spent);
+                    } else {
+                        cl.grow(t1 - start);
+                    }
+                    t0 = Some(t1);
+                }
+            }
+        });
+        if let Some(t) = &self.tracker {
+            t.flush(local);
+        }
+        finished
+    }
+
+    fn inline_first(&self, workers: usize) -> bool {
+        self.disp.needs_timing()
+            && self.input.len() > super::run::INLINE_MIN_ITEMS_PER_ENGINE.saturating_mul(workers)
+    }
+
+    fn run_slot(&self, lane: Lane, slot: usize) {
+        let r = self.disp.block(slot);
+        if r.is_empty() {
+            return; // fewer items than engines: nothing to run, nothing to record
+        }
+        if self.disp.stopped() {
+            self.hole(r, false);
+            return;
+        }
+        let t0 = Instant::now();
+        let items = self
+            .state
+            .with(Some(slot), |st| self.run_chunk(r.clone(), st));
+        if let Some(t) = &self.tracker {
+            let mut local = Vec::new();
+            t.chunk(lane, r, t0, Instant::now(), items, false, &mut local);
+            t.flush(local);
+        }
+    }
+
+    fn stop(&self) {
+        self.disp.stop();
+    }
+}

@@ -1,0 +1,655 @@
+//! Running a map: the one pipeline. Blocking maps ([`run`]) and background maps ([`start`])
+//! share everything but who keeps the body alive: the caller's stack, or an `Arc`.
+
+use super::body::{Body, NoState, Report, SlotState, Work};
+use super::input::MapInput;
+use super::sink::{Sink, Stream, StreamSink, VecSink, alloc_output, collect};
+use super::track::Tracker;
+use crate::error::{ItemError, MapError};
+use crate::latch::{Gate, Latch, Signal};
+use crate::registry::{self, Job, Participate, Registry, Waker};
+use crate::schedule::{Claimer, Dispenser, Schedule};
+use crate::timeline::{Lane, Timeline};
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Where a map runs.
+#[derive(Clone, Copy)]
+pub(crate) enum Placement<'t> {
+    /// Load-balanced: the caller (blocking maps) and up to `P` engines take chunks.
+    Shared,
+    /// Static slot `k` runs on engine `targets[k]`; the caller only waits.
+    Directed(&'t [usize]),
+}
+
+/// How one map is run: its schedule, placement and (optional) tracker.
+pub(crate) struct Spec<'t> {
+    pub(crate) schedule: Schedule,
+    pub(crate) placement: Placement<'t>,
+    pub(crate) tracker: Option<Arc<Tracker>>,
+}
+
+impl<'t> Spec<'t> {
+    /// A load-balanced map with `schedule`.
+    pub(crate) fn shared(schedule: Schedule) -> Self {
+        Spec {
+            schedule,
+            placement: Placement::Shared,
+            tracker: None,
+        }
+    }
+
+    /// A static map pinned to `targets`.
+    pub(crate) fn directed(targets: &'t [usize]) -> Self {
+        Spec {
+            schedule: Schedule::Static,
+            placement: Placement::Directed(targets),
+            tracker: None,
+        }
+    }
+
+    /// With a tracker (progress, timings, timeline).
+    pub(crate) fn tracked(mut self, tracker: Option<Arc<Tracker>>) -> Self {
+        self.tracker = tracker;
+        self
+    }
+
+    fn dispenser(&self, n: usize, reg: &Registry) -> (Dispenser, bool) {
+        match self.placement {
+            Placement::Shared => (Dispenser::new(self.schedule, n, reg.workers()), false),
+            Placement::Directed(t) => (Dispenser::new(Schedule::Static, n, t.len()), true),
+        }
+    }
+}
+
+/// Releases every item of an input that will not run (a map refused before it started).
+pub(crate) fn release_all<In: MapInput>(input: &In) {
+    let n = input.len();
+    let mut bad = None;
+    // SAFETY: nothing was taken from `input`, and this is its one release.
+    unsafe {
+        #[allow(clippy::single_range_in_vec_init)] // one range: the whole input
+        input.release(&[0..n], &mut |i, m| {
+            bad.get_or_insert((i, m));
+        })
+    };
+    if let Some((i, m)) = bad {
+        crate::unwind::report_orphan(&format!("input item {i}"), &m);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blocking maps
+
+/// Runs `input` through `f` into `sink` and returns the map's concluded report once every
+/// participant has left. Every blocking entry point goes through here; the schedule must be
+/// valid.
+///
+/// # Panics
+/// When called on an engine already [`MAX_NESTED_WAITS`](crate::pool::MAX_NESTED_WAITS)
+/// deep (before anything runs; the input is released).
+pub(crate) fn run<In, St, F, S, R, E>(
+    reg: &Registry,
+    spec: &Spec<'_>,
+    input: In,
+    state: St,
+    f: F,
+    sink: S,
+) -> Report<E>
+where
+    In: MapInput,
+    St: SlotState,
+    F: Fn(&mut St::S, In::Item) -> Result<R, E> + Sync,
+    S: Sink<R>,
+    E: Send,
+{
+    if let Err(m) = registry::check_nesting() {
+        release_all(&input);
+        panic!("{m}");
+    }
+    let n = input.len();
+    let (disp, directed) = spec.dispenser(n, reg);
+    let units = disp.max_units();
+    let body = Body::new(input, state, f, sink, disp, directed, spec.tracker.clone());
+    if n > 0 {
+        registry::nested(|| run_borrowed(reg, &body, units, spec.placement));
+    }
+    body.conclude()
+}
+
+/// A blocking map into a fresh `Vec`: [`run`] with the output reserved first (a size that
+/// cannot be allocated is [`MapError::TooLarge`] before anything runs).
+pub(crate) fn map_vec<In, St, F, R, E>(
+    reg: &Registry,
+    spec: &Spec<'_>,
+    input: In,
+    state: St,
+    f: F,
+) -> Result<Vec<R>, MapError<E>>
+where
+    In: MapInput,
+    St: SlotState,
+    F: Fn(&mut St::S, In::Item) -> Result<R, E> + Sync,
+    R: Send,
+    E: Send,
+{
+    let n = input.len();
+    let mut out = match alloc_output::<R, E>(n) {
+        Ok(v) => v,
+        Err(e) => {
+            release_all(&input);
+            return Err(e);
+        }
+    };
+    let rep = run(reg, spec, input, state, f, VecSink(out.as_mut_ptr()));
+    // SAFETY: `run` returned, so every participant has left; the VecSink wrote exactly the
+    // slots the report does not list as holes.
+    unsafe { collect(out, n, rep) }
+}
+
+/// How long the caller of an adaptive map works alone before it offers work to engines:
+/// about the cost of sharing (a few cache-line transfers and an engine's reaction time).
+pub(crate) const INLINE_BUDGET: Duration = Duration::from_micros(1);
+
+/// An adaptive map works alone first only when it has more than this many items per engine.
+/// Alone, the caller sizes each chunk to fill what is left of [`INLINE_BUDGET`] at the rate the
+/// previous chunk ran (starting with one item), so sharing is delayed by at most the first item,
+/// or by the budget times how much costlier later items turn out to be. With more than 256 items
+/// per engine one item is under 0.4% of an engine's share. Smaller maps (64 primes, 100 pi
+/// chunks) are shared at once: measured, working alone first cost them 6% (primes) and 19%
+/// (pi 1e7) on 2 engines.
+pub(crate) const INLINE_MIN_ITEMS_PER_ENGINE: usize = 256;
+
+/// The shared header of a blocking map whose body lives on the caller's stack.
+struct Borrowed {
+    gate: Gate,
+    latch: Latch,
+    /// Lifetime-erased pointer to the caller's `Body`.
+    body: *const (dyn Work + 'static),
+}
+
+// SAFETY: `body` points to a `dyn Work`, which is `Sync`; it is dereferenced only between a
+// successful `gate.enter()` (or a pre-entered slot) and `gate.finish()`, and the caller keeps
+// the body alive until the gate is closed and empty (see `run_borrowed`).
+unsafe impl Send for Borrowed {}
+// SAFETY: as above; all other fields are atomics and a waker.
+unsafe impl Sync for Borrowed {}
+
+impl Borrowed {
+    fn finish(&self) {
+        if self.gate.finish() {
+            self.latch.set();
+        }
+    }
+}
+
+impl Participate for Borrowed {
+    fn join(&self, engine: usize) {
+        if self.gate.enter() {
+            // SAFETY: we entered the gate, so the caller is still waiting and the body is alive.
+            unsafe { &*self.body }.work(Lane::Engine(engine), true, &mut Claimer::default(), None);
+            self.finish();
+        }
+    }
+
+    fn run_slot(&self, engine: usize, slot: usize) {
+        // SAFETY: directed slots are pre-entered, so the caller waits for this finish.
+        unsafe { &*self.body }.run_slot(Lane::Engine(engine), slot);
+        self.finish();
+    }
+}
+
+/// Runs `body` to completion on `reg` and returns when every participant has left.
+fn run_borrowed<W: Work>(reg: &Registry, body: &W, units: usize, placement: Placement<'_>) {
+    let lane = match reg.current_engine() {
+        Some(i) => Lane::Engine(i),
+        None => Lane::Caller,
+    };
+    let helpers = match placement {
+        Placement::Shared => (reg.workers() - 1).min(units.saturating_sub(1)),
+        Placement::Directed(t) => t.len(),
+    };
+    let mut cl = Claimer::default();
+    if let Placement::Shared = placement {
+        // Alone first (heartbeat idea): a large adaptive map is not shared until it has run for
+        // INLINE_BUDGET, so a tiny one is done before anyone hears of it. Explicit schedules and
+        // maps of few items (where one item may be a large share of the work) are shared at once.
+        cl.alone = true;
+        if helpers == 0 {
+            body.work(lane, false, &mut cl, None);
+            return;
+        }
+        if body.inline_first(reg.workers()) && body.work(lane, false, &mut cl, Some(INLINE_BUDGET))
+        {
+            return;
+        }
+        cl.alone = false;
+    }
+    let erased: *const (dyn Work + '_) = body;
+    // SAFETY: only the lifetime is erased. The pointer is used by participants between enter and
+    // finish; this function does not return (and `body` is not dropped) until the gate is
+    // closed and empty — also when unwinding, thanks to `WaitOnDrop`.
+    let erased: *const (dyn Work + 'static) = unsafe { std::mem::transmute(erased) };
+    let pre = match placement {
+        Placement::Shared => 1,
+        Placement::Directed(t) => t.len(),
+    };
+    let shared = Arc::new(Borrowed {
+        gate: Gate::new(pre),
+        latch: Latch::new(Waker::current()),
+        body: erased,
+    });
+
+    struct WaitOnDrop<'a> {
+        shared: &'a Borrowed,
+        spin: Duration,
+        caller_inside: bool,
+    }
+    impl Drop for WaitOnDrop<'_> {
+        fn drop(&mut self) {
+            if self.caller_inside && self.shared.gate.finish() {
+                return;
+            }
+            registry::wait_until(&|| self.shared.latch.probe(), None, self.spin);
+        }
+    }
+    let guard = WaitOnDrop {
+        shared: &shared,
+        spin: reg.spin,
+        caller_inside: matches!(placement, Placement::Shared),
+    };
+    match placement {
+        Placement::Shared => {
+            reg.push_shared((0..helpers).map(|_| Job::Ticket(shared.clone())));
+            body.work(lane, false, &mut cl, None);
+        }
+        Placement::Directed(targets) => {
+            for (slot, &engine) in targets.iter().enumerate() {
+                reg.push_directed(engine, Job::Directed(shared.clone(), slot));
+            }
+        }
+    }
+    // The guard finishes the caller's participation and waits for the others.
+    drop(guard);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Background maps
+
+/// How the results of a background map are kept and finally handed out.
+pub(crate) trait AsyncOutput: Send + Sync + Sized + 'static {
+    type R: Send;
+    type Sink: Sink<Self::R> + Send + 'static;
+    type T: Send + 'static;
+    /// Builds the result; called once, by the last participant, after the body concluded.
+    fn finish(&self, rep: Report<Infallible>, n: usize) -> Result<Self::T, MapError>;
+    /// Drops a result nobody took, value by value (a panicking `Drop` is reported, the rest are
+    /// still dropped).
+    fn drop_value(v: Self::T);
+}
+
+/// Drops the items of a vector one by one, reporting panicking `Drop`s.
+fn drop_vec<T>(mut v: Vec<T>) {
+    let n = v.len();
+    // SAFETY: the first `n` slots are initialised; with the length set to 0 first, the vector
+    // frees only its buffer, and each item is dropped exactly once by `drop_each`.
+    unsafe {
+        v.set_len(0);
+        crate::unwind::drop_each(v.as_mut_ptr(), 0..n, &mut |i, m| {
+            crate::unwind::report_orphan(&format!("unclaimed result {i}"), &m)
+        });
+    }
+}
+
+/// Results in a `Vec<R>`, in input order.
+pub(crate) struct VecOut<R>(Mutex<Vec<R>>);
+
+impl<R: Send + 'static> VecOut<R> {
+    /// The output of `n` results and its sink; an error if it cannot be allocated.
+    pub(crate) fn new(n: usize) -> Result<(Self, VecSink<R>), MapError> {
+        let mut v = alloc_output(n)?;
+        let sink = VecSink(v.as_mut_ptr());
+        Ok((VecOut(Mutex::new(v)), sink))
+    }
+}
+
+impl<R: Send + 'static> AsyncOutput for VecOut<R> {
+    type R = R;
+    type Sink = VecSink<R>;
+    type T = Vec<R>;
+    fn finish(&self, rep: Report<Infallible>, n: usize) -> Result<Vec<R>, MapError> {
+        let v = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        // SAFETY: called once, by the last participant, after the gate closed; the sink wrote
+        // exactly the slots outside the report's holes.
+        unsafe { collect(v, n, rep) }
+    }
+    fn drop_value(v: Vec<R>) {
+        drop_vec(v);
+    }
+}
+
+/// `Result<R, ItemError>` per item (`return_exceptions`).
+pub(crate) struct ResultsOut<R>(VecOut<Result<R, ItemError>>);
+
+impl<R: Send + 'static> ResultsOut<R> {
+    /// The output of `n` results and its sink; an error if it cannot be allocated.
+    pub(crate) fn new(n: usize) -> Result<(Self, ResultSink<R>), MapError> {
+        let (out, sink) = VecOut::new(n)?;
+        Ok((ResultsOut(out), ResultSink(sink)))
+    }
+}
+
+impl<R: Send + 'static> AsyncOutput for ResultsOut<R> {
+    type R = R;
+    type Sink = ResultSink<R>;
+    type T = Vec<Result<R, ItemError>>;
+    fn finish(&self, mut rep: Report<Infallible>, n: usize) -> Result<Self::T, MapError> {
+        absorb_panics(&mut rep);
+        self.0.finish(rep, n)
+    }
+    fn drop_value(v: Self::T) {
+        drop_vec(v);
+    }
+}
+
+/// A `return_exceptions` map keeps each item's panic in its slot: only panics that are not an
+/// item's own (a `Drop` parview ran) still fail the map.
+pub(crate) fn absorb_panics<E>(rep: &mut Report<E>) {
+    if rep
+        .panic
+        .as_ref()
+        .is_some_and(|(_, m)| !m.starts_with("Drop of "))
+    {
+        rep.panic = None;
+    }
+}
+
+/// `Ok(r)` or the item's panic in each slot.
+pub(crate) use super::sink::ResultSink;
+
+/// Streams results into a [`Stream`] (`imap`): the map's own value is `()`.
+pub(crate) struct StreamOut<R>(std::marker::PhantomData<fn() -> R>);
+
+impl<R: Send + 'static> AsyncOutput for StreamOut<R> {
+    type R = R;
+    type Sink = StreamSink<R>;
+    type T = ();
+    fn finish(&self, _rep: Report<Infallible>, _n: usize) -> Result<(), MapError> {
+        Ok(())
+    }
+    fn drop_value(_v: ()) {}
+}
+
+/// A background map: gate, body and the place its result goes.
+pub(crate) struct AsyncMap<
+    In,
+    F,
+    O: AsyncOutput,
+    S = <O as AsyncOutput>::Sink,
+    R = <O as AsyncOutput>::R,
+> {
+    gate: Gate,
+    body: Body<In, NoState, F, S, R, Infallible>,
+    out: O,
+    signal: Signal,
+    result: Mutex<Option<Result<O::T, MapError>>>,
+    n: usize,
+    label: String,
+    engines: usize,
+    timeline: bool,
+    timeline_taken: AtomicBool,
+    shared: bool,
+    spin: Duration,
+}
+
+/// What an [`AsyncResult`](crate::AsyncResult) needs from the map behind it.
+pub(crate) trait AsyncCore<T>: Send + Sync {
+    /// Set once the result is there.
+    fn signal(&self) -> &Signal;
+    /// The result (once).
+    fn take(&self) -> Option<Result<T, MapError>>;
+    fn tracker(&self) -> Option<&Arc<Tracker>>;
+    fn stop(&self);
+    fn timeline(&self) -> Option<Timeline>;
+    /// Work on the map from the waiting thread (shared maps; a no-op when nothing is left).
+    fn help(&self);
+    /// The pool's spin window, for waiting.
+    fn spin(&self) -> Duration;
+}
+
+impl<In, F, S, R, O> AsyncMap<In, F, O, S, R>
+where
+    In: MapInput + Send + 'static,
+    F: Fn(&mut (), In::Item) -> Result<R, Infallible> + Send + Sync + 'static,
+    O: AsyncOutput<Sink = S, R = R>,
+    S: Sink<R> + Send + 'static,
+    R: Send,
+{
+    fn finish(&self) {
+        if self.gate.finish() {
+            self.conclude();
+        }
+    }
+
+    fn conclude(&self) {
+        let rep = self.body.conclude();
+        let res = self.out.finish(rep, self.n);
+        *self.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(res);
+        if let Some(t) = &self.body.tracker {
+            t.mark_finished();
+        }
+        self.signal.set();
+    }
+}
+
+impl<In, F, O: AsyncOutput, S, R> Drop for AsyncMap<In, F, O, S, R> {
+    fn drop(&mut self) {
+        let r = self
+            .result
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(Ok(v)) = r {
+            O::drop_value(v);
+        }
+    }
+}
+
+impl<In, F, S, R, O> Participate for AsyncMap<In, F, O, S, R>
+where
+    In: MapInput + Send + 'static,
+    F: Fn(&mut (), In::Item) -> Result<R, Infallible> + Send + Sync + 'static,
+    O: AsyncOutput<Sink = S, R = R>,
+    S: Sink<R> + Send + 'static,
+    R: Send,
+{
+    fn join(&self, engine: usize) {
+        if self.gate.enter() {
+            self.body
+                .work(Lane::Engine(engine), true, &mut Claimer::default(), None);
+            self.finish();
+        }
+    }
+
+    fn run_slot(&self, engine: usize, slot: usize) {
+        self.body.run_slot(Lane::Engine(engine), slot);
+        self.finish();
+    }
+}
+
+impl<In, F, S, R, O> AsyncCore<O::T> for AsyncMap<In, F, O, S, R>
+where
+    In: MapInput + Send + 'static,
+    F: Fn(&mut (), In::Item) -> Result<R, Infallible> + Send + Sync + 'static,
+    O: AsyncOutput<Sink = S, R = R>,
+    S: Sink<R> + Send + 'static,
+    R: Send,
+{
+    fn signal(&self) -> &Signal {
+        &self.signal
+    }
+    fn take(&self) -> Option<Result<O::T, MapError>> {
+        self.result.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+    fn tracker(&self) -> Option<&Arc<Tracker>> {
+        self.body.tracker.as_ref()
+    }
+    fn stop(&self) {
+        self.body.stop();
+    }
+    fn timeline(&self) -> Option<Timeline> {
+        if !self.timeline
+            || !self.signal.is_set()
+            || self.timeline_taken.swap(true, Ordering::AcqRel)
+        {
+            return None;
+        }
+        let (records, wall) = self.body.tracker.as_ref()?.take_records();
+        Some(Timeline::new(
+            self.label.clone(),
+            self.engines,
+            wall,
+            records,
+        ))
+    }
+    fn help(&self) {
+        if self.shared && self.gate.enter() {
+            self.body
+                .work(Lane::Caller, true, &mut Claimer::default(), None);
+            self.finish();
+        }
+    }
+    fn spin(&self) -> Duration {
+        self.spin
+    }
+}
+
+/// Starts a background map of `input` with `f`, its results kept in `out` (written through
+/// `sink`); every background entry point goes through here. The schedule must be valid.
+pub(crate) fn start<In, F, O>(
+    reg: &Registry,
+    spec: &Spec<'_>,
+    input: In,
+    f: F,
+    (out, sink): (O, O::Sink),
+    label: &str,
+    timeline: bool,
+) -> Arc<AsyncMap<In, F, O>>
+where
+    In: MapInput + Send + 'static,
+    F: Fn(&mut (), In::Item) -> Result<O::R, Infallible> + Send + Sync + 'static,
+    O: AsyncOutput,
+{
+    let n = input.len();
+    let (disp, directed) = spec.dispenser(n, reg);
+    let units = disp.max_units();
+    let tracker = spec
+        .tracker
+        .clone()
+        .unwrap_or_else(|| Arc::new(Tracker::new(n, timeline)));
+    let pre = match spec.placement {
+        Placement::Directed(t) if n > 0 => t.len(),
+        _ => 0,
+    };
+    let map = Arc::new(AsyncMap {
+        gate: Gate::new(pre),
+        body: Body::new(input, NoState, f, sink, disp, directed, Some(tracker)),
+        out,
+        signal: Signal::new(),
+        result: Mutex::new(None),
+        n,
+        label: label.to_string(),
+        engines: reg.workers(),
+        timeline,
+        timeline_taken: AtomicBool::new(false),
+        shared: !directed,
+        spin: reg.spin,
+    });
+    if n == 0 {
+        map.conclude();
+        return map;
+    }
+    match spec.placement {
+        Placement::Shared => {
+            let tickets = reg.workers().min(units);
+            reg.push_shared((0..tickets).map(|_| Job::Ticket(map.clone())));
+        }
+        Placement::Directed(targets) => {
+            for (slot, &e) in targets.iter().enumerate() {
+                reg.push_directed(e, Job::Directed(map.clone(), slot));
+            }
+        }
+    }
+    map
+}
+
+/// A background map that failed before it started (its output could not be allocated): ready
+/// at once with its error.
+pub(crate) struct Refused<T> {
+    signal: Signal,
+    result: Mutex<Option<Result<T, MapError>>>,
+}
+
+impl<T> Refused<T> {
+    pub(crate) fn new(e: MapError) -> Self {
+        let signal = Signal::new();
+        signal.set();
+        Refused {
+            signal,
+            result: Mutex::new(Some(Err(e))),
+        }
+    }
+}
+
+impl<T: Send> AsyncCore<T> for Refused<T> {
+    fn signal(&self) -> &Signal {
+        &self.signal
+    }
+    fn take(&self) -> Option<Result<T, MapError>> {
+        self.result.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+    fn tracker(&self) -> Option<&Arc<Tracker>> {
+        None
+    }
+    fn stop(&self) {}
+    fn timeline(&self) -> Option<Timeline> {
+        None
+    }
+    fn help(&self) {}
+    fn spin(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// Starts a streaming map (imap): results go to the returned [`Stream`] as items finish.
+#[allow(clippy::type_complexity)]
+pub(crate) fn start_stream<In, F, R>(
+    reg: &Registry,
+    schedule: Schedule,
+    input: In,
+    f: F,
+) -> (Arc<dyn AsyncCore<()>>, Arc<Stream<R>>, usize)
+where
+    In: MapInput + Send + 'static,
+    F: Fn(In::Item) -> R + Send + Sync + 'static,
+    R: Send + 'static,
+{
+    let n = input.len();
+    let stream = Arc::new(Stream::new());
+    let out = (
+        StreamOut(std::marker::PhantomData),
+        StreamSink(stream.clone()),
+    );
+    let map = start(
+        reg,
+        &Spec::shared(schedule),
+        input,
+        move |_: &mut (), x| Ok(f(x)),
+        out,
+        "imap",
+        false,
+    );
+    (map, stream, n)
+}
