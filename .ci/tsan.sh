@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# ThreadSanitizer over the integration tests (the engines, views, async results, the fault
+# suite and its soak of mixed calls), with std rebuilt instrumented. Only crossbeam-epoch's and
+# rayon's fence-based code is suppressed (.ci/tsan-suppressions). Installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rustup toolchain install nightly --profile minimal >/dev/null 2>&1 || true
+rustup component add --toolchain nightly rust-src >/dev/null
+export RUSTFLAGS="-Zsanitizer=thread"
+export RUSTDOCFLAGS="-Zsanitizer=thread"
+export TSAN_OPTIONS="suppressions=$PWD/.ci/tsan-suppressions halt_on_error=1 ${TSAN_OPTIONS:-}"
+export CARGO_TARGET_DIR=target/tsan
+# TSan slows every atomic down; keep the soak short but real.
+export PARVIEW_SOAK_SECS="${PARVIEW_SOAK_SECS:-5}"
+# Every integration test but the MPI one (feature `mpi`, run under mpirun by .ci/run).
+tests=()
+for f in tests/*.rs; do
+    name=$(basename "$f" .rs)
+    [ "$name" = mpi ] || tests+=(--test "$name")
+done
+timeout "${TSAN_TIMEOUT:-1500}" cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu \
+    "${tests[@]}" "$@"
