@@ -11,7 +11,7 @@ use std::hint::black_box;
 
 fn sums(c: &mut Criterion) {
     let n = 10_000_000;
-    let xs: Vec<f64> = (0..n as u64).map(parview::demo::hash_unif).collect();
+    let xs: Vec<f64> = (0..n as u64).map(parview_demo::hash_unif).collect();
     let pool = parview::Pool::builder().workers(2).build().unwrap();
     let rayon = rayon::ThreadPoolBuilder::new()
         .num_threads(2)

@@ -1,4 +1,4 @@
-//! Criterion benchmarks of the demo workloads (`parview::demo`): one group per workload with
+//! Criterion benchmarks of the demo workloads (`parview_demo`): one group per workload with
 //! the serial driver, parview's schedules / views, and rayon on the same inputs.
 //!
 //! ```text
@@ -22,7 +22,7 @@
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use parview::Schedule;
-use parview::demo::{self, Mat5, Mat10};
+use parview_demo::{self as demo, Mat5, Mat10};
 use rayon::prelude::*;
 use std::time::Duration;
 

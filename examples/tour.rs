@@ -1,5 +1,5 @@
 //! A tour of parview on the five demo workloads, timed against the serial drivers of
-//! `parview::demo` and against rayon, with a correctness check on every run.
+//! `parview_demo` and against rayon, with a correctness check on every run.
 //!
 //! ```text
 //! cargo run --release --example tour                  # defaults, well under 2 minutes on 2 cores
@@ -27,8 +27,8 @@
 //! and schedules), the ideal time of the primes workload, the paths of the primes timelines
 //! (`target/parview/primes-*.svg` / `.json`), and a target summary with PASS/MISS.
 
-use parview::demo::{self, Mat5, Mat10, Station};
 use parview::{Pool, Schedule};
+use parview_demo::{self as demo, Mat5, Mat10, Station};
 use rayon::prelude::*;
 use std::any::Any;
 use std::cell::RefCell;

@@ -113,7 +113,6 @@
 mod async_result;
 #[cfg(feature = "mpi")]
 pub mod cluster;
-pub mod demo;
 mod error;
 mod latch;
 mod map;
@@ -129,6 +128,11 @@ mod sync;
 pub mod timeline;
 mod unwind;
 mod views;
+
+/// The `rand` crate parview's random streams are built on ([`rng::stream`] returns a
+/// `rand_chacha::ChaCha8Rng`): use `parview::rand::RngExt` to draw from them without adding
+/// a `rand` dependency of a matching version yourself.
+pub use rand;
 
 pub use async_result::{AsyncResult, Imap, ImapUnordered};
 pub use error::{ItemError, MapError};

@@ -361,10 +361,10 @@ impl<'p> DirectView<'p> {
     ///
     /// # Examples
     /// ```
-    /// use rand::{RngExt, SeedableRng};
+    /// use rand::RngExt;
     /// let pool = parview::Pool::builder().workers(2).build().unwrap();
     /// let dv = pool.direct();
-    /// let rngs = dv.init(|e| rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(e as u64));
+    /// let rngs = dv.init(|e| parview::rng::stream(2017, e as u64));
     /// let draws = dv.apply_with(&rngs, |_, rng| rng.random::<f64>());
     /// assert_eq!(draws.len(), 2);
     /// ```

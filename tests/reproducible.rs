@@ -4,10 +4,10 @@
 mod common;
 
 use common::{SCHEDULES, pool, within};
-use parview::demo::{hash_unif, pi_chunk_hits};
 use parview::reduce::{DEFAULT_LEAF, serial_map_reduce};
 use parview::rng::{BLOCK, Streams, block_range, stream};
 use parview::{Pool, Schedule};
+use parview_demo::{hash_unif, pi_chunk_hits};
 use rand::{Rng, RngExt};
 
 // ---------------------------------------------------------------------------------------------
@@ -71,7 +71,7 @@ fn monte_carlo_pi_is_bitwise_identical_for_every_pool_size_and_schedule() {
 /// Random values of wildly different magnitudes, so that the association order matters.
 fn value(i: usize) -> f64 {
     let u = hash_unif(i as u64) - 0.5;
-    let e = (parview::demo::splitmix64(i as u64 ^ 0xABCD) % 24) as i32 - 12;
+    let e = (parview_demo::splitmix64(i as u64 ^ 0xABCD) % 24) as i32 - 12;
     u * 10f64.powi(e)
 }
 

@@ -1,9 +1,10 @@
 //! Each workload our users bring, at a small size, computed in parallel through parview's
 //! calls (free functions, both views, several schedules, 3 workers on purpose) and checked
-//! against its serial version from `parview::demo`: bit for bit where the computation per item
+//! against its serial version from `parview_demo`: bit for bit where the computation per item
 //! is the same, which is everywhere here (results are assembled in input order).
 
-use parview::{Pool, Schedule, demo};
+use parview::{Pool, Schedule};
+use parview_demo as demo;
 
 const SCHEDULES: [Schedule; 5] = [
     Schedule::Static,

@@ -1,3 +1,6 @@
+//! (The `parview-demo` crate: benchmark and example support, not part of parview's API;
+//! `publish = false`, like rayon's `rayon-demo`.)
+//!
 //! Serial reference kernels, deterministic input generators and correctness checks
 //! for the workloads parview is benchmarked on.
 //!
@@ -32,7 +35,7 @@ use std::time::Duration;
 /// hash, the shared input generator of the anchor programs (Rust, C and Python).
 ///
 /// ```
-/// use parview::demo::splitmix64;
+/// use parview_demo::splitmix64;
 /// assert_eq!(splitmix64(7), splitmix64(7));
 /// assert_ne!(splitmix64(0), splitmix64(1));
 /// ```
@@ -47,7 +50,7 @@ pub fn splitmix64(k: u64) -> u64 {
 /// Uniform `f64` in `[0, 1)` from the top 53 bits of [`splitmix64`]`(k)`.
 ///
 /// ```
-/// use parview::demo::hash_unif;
+/// use parview_demo::hash_unif;
 /// let u = hash_unif(42);
 /// assert!((0.0..1.0).contains(&u));
 /// ```
@@ -61,14 +64,14 @@ pub fn hash_unif(k: u64) -> f64 {
 /// Samples per Monte-Carlo pi chunk; chunk `c` owns samples `c*PI_CHUNK ..`.
 ///
 /// ```
-/// assert_eq!(parview::demo::PI_CHUNK, 1_000_000);
+/// assert_eq!(parview_demo::PI_CHUNK, 1_000_000);
 /// ```
 pub const PI_CHUNK: u64 = 1_000_000;
 
 /// Number of chunks for `n` samples (`ceil(n / PI_CHUNK)`; the last one may be short).
 ///
 /// ```
-/// use parview::demo::{pi_chunks, PI_CHUNK};
+/// use parview_demo::{pi_chunks, PI_CHUNK};
 /// assert_eq!(pi_chunks(0), 0);
 /// assert_eq!(pi_chunks(PI_CHUNK), 1);
 /// assert_eq!(pi_chunks(PI_CHUNK + 1), 2);
@@ -81,7 +84,7 @@ pub fn pi_chunks(n: u64) -> u64 {
 /// Number of samples in chunk `chunk` of an `n`-sample run (0 past the end).
 ///
 /// ```
-/// use parview::demo::{pi_chunk_len, PI_CHUNK};
+/// use parview_demo::{pi_chunk_len, PI_CHUNK};
 /// assert_eq!(pi_chunk_len(2 * PI_CHUNK + 5, 0), PI_CHUNK);
 /// assert_eq!(pi_chunk_len(2 * PI_CHUNK + 5, 2), 5);
 /// assert_eq!(pi_chunk_len(2 * PI_CHUNK + 5, 3), 0);
@@ -99,7 +102,7 @@ pub fn pi_chunk_len(n: u64, chunk: u64) -> u64 {
 /// Chunks are independent, so any chunk can run on any engine in any order.
 ///
 /// ```
-/// use parview::demo::pi_chunk_hits;
+/// use parview_demo::pi_chunk_hits;
 /// let h = pi_chunk_hits(0, 1000);
 /// assert!(h > 700 && h < 870);
 /// assert_eq!(h, pi_chunk_hits(0, 1000)); // deterministic
@@ -119,7 +122,7 @@ pub fn pi_chunk_hits(chunk: u64, samples: u64) -> u64 {
 /// The pi estimate `4 * hits / n` (NaN when `n == 0`).
 ///
 /// ```
-/// assert_eq!(parview::demo::pi_from_hits(785, 1000), 3.14);
+/// assert_eq!(parview_demo::pi_from_hits(785, 1000), 3.14);
 /// ```
 #[inline]
 pub fn pi_from_hits(hits: u64, n: u64) -> f64 {
@@ -130,7 +133,7 @@ pub fn pi_from_hits(hits: u64, n: u64) -> f64 {
 /// `(hits, estimate)`. For `n = 1e8` the estimate is `3.14120520` (as the anchors').
 ///
 /// ```
-/// use parview::demo::pi_serial;
+/// use parview_demo::pi_serial;
 /// let (hits, est) = pi_serial(20_000);
 /// assert!(hits <= 20_000);
 /// assert!((est - std::f64::consts::PI).abs() < 0.05);
@@ -147,14 +150,14 @@ pub fn pi_serial(n: u64) -> (u64, f64) {
 /// Default problem size of the Gaussian-kernel workload (10M `f64` per array).
 ///
 /// ```
-/// assert_eq!(parview::demo::GAUSS_N, 10_000_000);
+/// assert_eq!(parview_demo::GAUSS_N, 10_000_000);
 /// ```
 pub const GAUSS_N: usize = 10_000_000;
 
 /// Default `gamma` of the Gaussian kernel.
 ///
 /// ```
-/// assert_eq!(parview::demo::GAUSS_GAMMA, 1.0);
+/// assert_eq!(parview_demo::GAUSS_GAMMA, 1.0);
 /// ```
 pub const GAUSS_GAMMA: f64 = 1.0;
 
@@ -162,7 +165,7 @@ pub const GAUSS_GAMMA: f64 = 1.0;
 /// generator. Lets a parallel map generate inputs itself.
 ///
 /// ```
-/// use parview::demo::{gauss_input, hash_unif};
+/// use parview_demo::{gauss_input, hash_unif};
 /// assert_eq!(gauss_input(3), (hash_unif(6), hash_unif(7)));
 /// ```
 #[inline]
@@ -173,7 +176,7 @@ pub fn gauss_input(i: u64) -> (f64, f64) {
 /// The `n` input pairs as two vectors `(x, y)`, see [`gauss_input`].
 ///
 /// ```
-/// use parview::demo::{gauss_input, gauss_inputs};
+/// use parview_demo::{gauss_input, gauss_inputs};
 /// let (x, y) = gauss_inputs(4);
 /// assert_eq!((x[2], y[2]), gauss_input(2));
 /// ```
@@ -184,7 +187,7 @@ pub fn gauss_inputs(n: usize) -> (Vec<f64>, Vec<f64>) {
 /// Per-item kernel: `exp(-gamma * (x - y)^2)`.
 ///
 /// ```
-/// use parview::demo::gauss;
+/// use parview_demo::gauss;
 /// assert_eq!(gauss(0.5, 0.5, 1.0), 1.0);
 /// assert!((gauss(1.0, 0.0, 2.0) - (-2.0f64).exp()).abs() < 1e-15);
 /// ```
@@ -201,7 +204,7 @@ pub fn gauss(x: f64, y: f64, gamma: f64) -> f64 {
 /// If the three slices do not have the same length.
 ///
 /// ```
-/// use parview::demo::{gauss, gauss_serial_into};
+/// use parview_demo::{gauss, gauss_serial_into};
 /// let (x, y) = ([0.0, 1.0], [0.0, 0.0]);
 /// let mut z = [0.0; 2];
 /// gauss_serial_into(&x, &y, 1.0, &mut z);
@@ -226,7 +229,7 @@ pub fn gauss_serial_into(x: &[f64], y: &[f64], gamma: f64, z: &mut [f64]) {
 /// For the full Gaussian workload it prints as `8.614541715730e6` with `{:.12e}`.
 ///
 /// ```
-/// assert_eq!(parview::demo::checksum(&[1.0, 2.5, -0.5]), 3.0);
+/// assert_eq!(parview_demo::checksum(&[1.0, 2.5, -0.5]), 3.0);
 /// ```
 pub fn checksum(z: &[f64]) -> f64 {
     z.iter().fold(0.0, |acc, &v| acc + v)
@@ -237,14 +240,14 @@ pub fn checksum(z: &[f64]) -> f64 {
 /// Matrix size of the inversion workload.
 ///
 /// ```
-/// assert_eq!(parview::demo::D5, 5);
+/// assert_eq!(parview_demo::D5, 5);
 /// ```
 pub const D5: usize = 5;
 
 /// A 5x5 matrix, row-major (`m[row][col]`).
 ///
 /// ```
-/// let m: parview::demo::Mat5 = [[0.0; 5]; 5];
+/// let m: parview_demo::Mat5 = [[0.0; 5]; 5];
 /// assert_eq!(m[4].len(), 5);
 /// ```
 pub type Mat5 = [[f64; D5]; D5];
@@ -252,14 +255,14 @@ pub type Mat5 = [[f64; D5]; D5];
 /// Default number of matrices of the inversion workload.
 ///
 /// ```
-/// assert_eq!(parview::demo::INV_N, 100_000);
+/// assert_eq!(parview_demo::INV_N, 100_000);
 /// ```
 pub const INV_N: usize = 100_000;
 
 /// The anchors check the residual on every `INV_RESID_STRIDE`-th matrix.
 ///
 /// ```
-/// assert_eq!(parview::demo::INV_RESID_STRIDE, 97);
+/// assert_eq!(parview_demo::INV_RESID_STRIDE, 97);
 /// ```
 pub const INV_RESID_STRIDE: usize = 97;
 
@@ -270,7 +273,7 @@ const INV_HASH_OFFSET: u64 = 1_000_000_000;
 /// `2 * hash_unif(1e9 + 25m + 5i + j) - 1`, in `[-1, 1)` (the anchors' inputs).
 ///
 /// ```
-/// use parview::demo::inv_input;
+/// use parview_demo::inv_input;
 /// let a = inv_input(9);
 /// assert!(a.iter().flatten().all(|v| (-1.0..1.0).contains(v)));
 /// ```
@@ -289,7 +292,7 @@ pub fn inv_input(m: usize) -> Mat5 {
 /// The first `n` matrices, see [`inv_input`].
 ///
 /// ```
-/// use parview::demo::{inv_input, inv_inputs};
+/// use parview_demo::{inv_input, inv_inputs};
 /// assert_eq!(inv_inputs(3)[2], inv_input(2));
 /// ```
 pub fn inv_inputs(n: usize) -> Vec<Mat5> {
@@ -305,7 +308,7 @@ pub fn inv_inputs(n: usize) -> Vec<Mat5> {
 /// non-finite matrix).
 ///
 /// ```
-/// use parview::demo::{invert5_into, Mat5};
+/// use parview_demo::{invert5_into, Mat5};
 /// let mut a: Mat5 = [[0.0; 5]; 5];
 /// for i in 0..5 { a[i][i] = 2.0; }
 /// let mut inv = [[0.0; 5]; 5];
@@ -374,7 +377,7 @@ pub fn invert5_into(a: &Mat5, out: &mut Mat5) -> bool {
 /// [`invert5_into`] for the criterion).
 ///
 /// ```
-/// use parview::demo::{inv_input, inv_residual, invert5};
+/// use parview_demo::{inv_input, inv_residual, invert5};
 /// let a = inv_input(0);
 /// let ai = invert5(&a).unwrap();
 /// assert!(inv_residual(&a, &ai) < 1e-9);
@@ -389,7 +392,7 @@ pub fn invert5(a: &Mat5) -> Option<Mat5> {
 /// `max_ij |(A * Ainv)_ij - I_ij|` (each product summed over `l` in order).
 ///
 /// ```
-/// use parview::demo::inv_residual;
+/// use parview_demo::inv_residual;
 /// let mut id = [[0.0; 5]; 5];
 /// for i in 0..5 { id[i][i] = 1.0; }
 /// assert_eq!(inv_residual(&id, &id), 0.0);
@@ -410,7 +413,7 @@ pub fn inv_residual(a: &Mat5, ainv: &Mat5) -> f64 {
 /// (use [`invert5`] to tell them apart).
 ///
 /// ```
-/// use parview::demo::{inv_inputs, inv_serial, invert5};
+/// use parview_demo::{inv_inputs, inv_serial, invert5};
 /// let mats = inv_inputs(4);
 /// let inv = inv_serial(&mats);
 /// assert_eq!(inv[1], invert5(&mats[1]).unwrap());
@@ -427,7 +430,7 @@ pub fn inv_serial(mats: &[Mat5]) -> Vec<Mat5> {
 /// in index order (the anchors': `-1.545029344e5` with `{:.9e}` for the full workload).
 ///
 /// ```
-/// use parview::demo::inv_checksum;
+/// use parview_demo::inv_checksum;
 /// assert_eq!(inv_checksum(&[[[1.0; 5]; 5], [[0.5; 5]; 5]]), 37.5);
 /// ```
 pub fn inv_checksum(invs: &[Mat5]) -> f64 {
@@ -443,7 +446,7 @@ pub fn inv_checksum(invs: &[Mat5]) -> f64 {
 /// If `stride == 0` or the slices have different lengths.
 ///
 /// ```
-/// use parview::demo::{inv_inputs, inv_max_residual, inv_serial};
+/// use parview_demo::{inv_inputs, inv_max_residual, inv_serial};
 /// let mats = inv_inputs(10);
 /// assert!(inv_max_residual(&mats, &inv_serial(&mats), 1) < 1e-9);
 /// ```
@@ -461,7 +464,7 @@ pub fn inv_max_residual(mats: &[Mat5], invs: &[Mat5], stride: usize) -> f64 {
 /// The primes of the uneven workload are the first 32 primes above this number.
 ///
 /// ```
-/// assert!(parview::demo::PRIMES_TABLE[0] > parview::demo::PRIMES_ABOVE);
+/// assert!(parview_demo::PRIMES_TABLE[0] > parview_demo::PRIMES_ABOVE);
 /// ```
 pub const PRIMES_ABOVE: u64 = 112_272_535_095_293;
 
@@ -469,14 +472,14 @@ pub const PRIMES_ABOVE: u64 = 112_272_535_095_293;
 /// on that have a factor below [`COMPOSITE_FACTOR_BELOW`].
 ///
 /// ```
-/// assert_eq!(parview::demo::PRIMES_TABLE[32], parview::demo::COMPOSITES_FROM);
+/// assert_eq!(parview_demo::PRIMES_TABLE[32], parview_demo::COMPOSITES_FROM);
 /// ```
 pub const COMPOSITES_FROM: u64 = 115_000_000_000_001;
 
 /// Bound on the smallest factor of the composites (they are rejected almost at once).
 ///
 /// ```
-/// assert_eq!(parview::demo::COMPOSITE_FACTOR_BELOW, 1000);
+/// assert_eq!(parview_demo::COMPOSITE_FACTOR_BELOW, 1000);
 /// ```
 pub const COMPOSITE_FACTOR_BELOW: u64 = 1000;
 
@@ -486,7 +489,7 @@ pub const COMPOSITE_FACTOR_BELOW: u64 = 1000;
 /// All the work sits in the first half. Validated by the unit tests with [`is_prime`].
 ///
 /// ```
-/// use parview::demo::{is_prime, PRIMES_TABLE};
+/// use parview_demo::{is_prime, PRIMES_TABLE};
 /// assert_eq!(PRIMES_TABLE.len(), 64);
 /// assert!(!is_prime(PRIMES_TABLE[40])); // composites are cheap to test
 /// ```
@@ -560,7 +563,7 @@ pub const PRIMES_TABLE: [u64; 64] = [
 /// The inputs of the uneven-tasks workload as a vector ([`PRIMES_TABLE`]).
 ///
 /// ```
-/// let v = parview::demo::primes_inputs();
+/// let v = parview_demo::primes_inputs();
 /// assert_eq!(v.len(), 64);
 /// ```
 pub fn primes_inputs() -> Vec<u64> {
@@ -571,7 +574,7 @@ pub fn primes_inputs() -> Vec<u64> {
 /// `d <= n / d`); `None` if `n` is prime or `n < 2`. Cost grows with the answer.
 ///
 /// ```
-/// use parview::demo::smallest_factor;
+/// use parview_demo::smallest_factor;
 /// assert_eq!(smallest_factor(91), Some(7));
 /// assert_eq!(smallest_factor(97), None);
 /// assert_eq!(smallest_factor(1), None);
@@ -600,7 +603,7 @@ pub fn smallest_factor(n: u64) -> Option<u64> {
 /// (~5.3M divisions for each prime of [`PRIMES_TABLE`]).
 ///
 /// ```
-/// use parview::demo::is_prime;
+/// use parview_demo::is_prime;
 /// assert!(is_prime(2) && is_prime(13) && !is_prime(1) && !is_prime(15));
 /// ```
 #[inline]
@@ -611,7 +614,7 @@ pub fn is_prime(n: u64) -> bool {
 /// Serial driver: how many of `nums` are prime (32 for [`primes_inputs`]).
 ///
 /// ```
-/// assert_eq!(parview::demo::primes_serial(&[2, 3, 4, 5, 9]), 3);
+/// assert_eq!(parview_demo::primes_serial(&[2, 3, 4, 5, 9]), 3);
 /// ```
 pub fn primes_serial(nums: &[u64]) -> usize {
     nums.iter().filter(|&&n| is_prime(n)).count()
@@ -621,7 +624,7 @@ pub fn primes_serial(nums: &[u64]) -> usize {
 /// engines: `max(total / p, longest item)`. `p = 0` is treated as 1.
 ///
 /// ```
-/// use parview::demo::ideal_time;
+/// use parview_demo::ideal_time;
 /// use std::time::Duration;
 /// let ms = Duration::from_millis;
 /// assert_eq!(ideal_time(&[ms(4), ms(2), ms(2)], 2), ms(4));
@@ -640,14 +643,14 @@ pub fn ideal_time(durations: &[Duration], p: usize) -> Duration {
 /// Size of the random matrices of [`avg_random_matrices`].
 ///
 /// ```
-/// assert_eq!(parview::demo::D10, 10);
+/// assert_eq!(parview_demo::D10, 10);
 /// ```
 pub const D10: usize = 10;
 
 /// A 10x10 matrix, row-major.
 ///
 /// ```
-/// let m: parview::demo::Mat10 = [[0.0; 10]; 10];
+/// let m: parview_demo::Mat10 = [[0.0; 10]; 10];
 /// assert_eq!(m.len(), 10);
 /// ```
 pub type Mat10 = [[f64; D10]; D10];
@@ -661,7 +664,7 @@ pub type Mat10 = [[f64; D10]; D10];
 /// `1/sqrt(count)`. Deterministic in `(task_seed, count)`; `count = 0` gives NaN.
 ///
 /// ```
-/// use parview::demo::avg_random_matrices;
+/// use parview_demo::avg_random_matrices;
 /// let m = avg_random_matrices(1, 2000);
 /// assert!((m[4][4] - 10.0 / 3.0).abs() < 0.2);
 /// assert!(m[1][7].abs() < 0.2);
@@ -695,7 +698,7 @@ pub fn avg_random_matrices(task_seed: u64, count: usize) -> Mat10 {
 /// [`avg_random_matrices`]`(task, count)` (summed in task order, then divided).
 ///
 /// ```
-/// use parview::demo::{avg_random_matrices, avg_random_matrices_serial};
+/// use parview_demo::{avg_random_matrices, avg_random_matrices_serial};
 /// let m = avg_random_matrices_serial(1, 10);
 /// assert_eq!(m, avg_random_matrices(0, 10));
 /// ```
@@ -719,21 +722,21 @@ pub fn avg_random_matrices_serial(tasks: u64, count: usize) -> Mat10 {
 /// Hours per station vector.
 ///
 /// ```
-/// assert_eq!(parview::demo::HOURS, 24);
+/// assert_eq!(parview_demo::HOURS, 24);
 /// ```
 pub const HOURS: usize = 24;
 
 /// Default number of stations of the correlation workload.
 ///
 /// ```
-/// assert_eq!(parview::demo::STATIONS_N, 1_200);
+/// assert_eq!(parview_demo::STATIONS_N, 1_200);
 /// ```
 pub const STATIONS_N: usize = 1_200;
 
 /// One station's mean trips per hour of the day (index = hour, 0..24).
 ///
 /// ```
-/// let s: parview::demo::Station = [1.0; parview::demo::HOURS];
+/// let s: parview_demo::Station = [1.0; parview_demo::HOURS];
 /// assert_eq!(s.len(), 24);
 /// ```
 pub type Station = [f64; HOURS];
@@ -765,7 +768,7 @@ fn bump(h: f64, mu: f64, sigma: f64) -> f64 {
 ///   times `(1 + 0.15 N(0,1))`, plus `N(0,1)` noise, clipped at 0.
 ///
 /// ```
-/// use parview::demo::station;
+/// use parview_demo::station;
 /// let s = station(7, 3);
 /// assert!(s.iter().all(|&v| v >= 0.0));
 /// assert_eq!(s, station(7, 3));
@@ -791,7 +794,7 @@ pub fn station(seed: u64, i: usize) -> Station {
 /// The synthetic data set: `stations(n, seed)[i] == station(seed, i)`.
 ///
 /// ```
-/// use parview::demo::{station, stations};
+/// use parview_demo::{station, stations};
 /// let d = stations(5, 1);
 /// assert_eq!(d.len(), 5);
 /// assert_eq!(d[4], station(1, 4));
@@ -808,7 +811,7 @@ pub fn stations(n_stations: usize, seed: u64) -> Vec<Station> {
 /// included, are NaN.
 ///
 /// ```
-/// use parview::demo::{stations, Standardized};
+/// use parview_demo::{stations, Standardized};
 /// let s = Standardized::new(&stations(3, 0));
 /// assert_eq!(s.len(), 3);
 /// assert_eq!(s.corr(1, 1), 1.0);
@@ -823,7 +826,7 @@ impl Standardized {
     /// Standardizes every station (two passes each: mean, then centred sum of squares).
     ///
     /// ```
-    /// use parview::demo::{Standardized, HOURS};
+    /// use parview_demo::{Standardized, HOURS};
     /// let s = Standardized::new(&[[3.0; HOURS]]); // constant station
     /// assert!(s.corr(0, 0).is_nan());
     /// ```
@@ -847,7 +850,7 @@ impl Standardized {
     /// Number of stations.
     ///
     /// ```
-    /// assert_eq!(parview::demo::Standardized::new(&[]).len(), 0);
+    /// assert_eq!(parview_demo::Standardized::new(&[]).len(), 0);
     /// ```
     pub fn len(&self) -> usize {
         self.z.len()
@@ -856,7 +859,7 @@ impl Standardized {
     /// Whether there are no stations.
     ///
     /// ```
-    /// assert!(parview::demo::Standardized::new(&[]).is_empty());
+    /// assert!(parview_demo::Standardized::new(&[]).is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
         self.z.is_empty()
@@ -869,7 +872,7 @@ impl Standardized {
     /// If `i` or `j` is out of range.
     ///
     /// ```
-    /// use parview::demo::{Standardized, HOURS};
+    /// use parview_demo::{Standardized, HOURS};
     /// let up: [f64; HOURS] = std::array::from_fn(|h| h as f64);
     /// let down = up.map(|v| 100.0 - 2.0 * v);
     /// let s = Standardized::new(&[up, down]);
@@ -892,7 +895,7 @@ impl Standardized {
     /// If `i` is out of range or `out.len() != self.len()`.
     ///
     /// ```
-    /// use parview::demo::{stations, Standardized};
+    /// use parview_demo::{stations, Standardized};
     /// let s = Standardized::new(&stations(4, 2));
     /// let mut row = [0.0; 4];
     /// s.row_into(2, &mut row);
@@ -911,7 +914,7 @@ impl Standardized {
 /// [`Standardized::row_into`] to write into a slice of a preallocated matrix).
 ///
 /// ```
-/// use parview::demo::{correlation_row, stations, Standardized};
+/// use parview_demo::{correlation_row, stations, Standardized};
 /// let s = Standardized::new(&stations(6, 3));
 /// let r = correlation_row(&s, 5);
 /// assert_eq!(r.len(), 6);
@@ -927,7 +930,7 @@ pub fn correlation_row(data: &Standardized, i: usize) -> Vec<f64> {
 /// (`m[i * n + j] = corr(i, j)`), standardizing the stations once.
 ///
 /// ```
-/// use parview::demo::{correlation_serial, stations};
+/// use parview_demo::{correlation_serial, stations};
 /// let m = correlation_serial(&stations(3, 0));
 /// assert_eq!(m.len(), 9);
 /// assert_eq!(m[1 * 3 + 2], m[2 * 3 + 1]);
