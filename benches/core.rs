@@ -150,7 +150,10 @@ fn overhead(c: &mut Criterion) {
         b.iter(|| pool.par_map_into(&x, &mut z, |&v| v * 2 + 1))
     });
     g.bench_function("parview_static", |b| {
-        b.iter(|| pool.par_map_into_with(Schedule::Static, &x, &mut z, |&v| v * 2 + 1))
+        b.iter(|| {
+            pool.schedule(Schedule::Static)
+                .map_into(&x, &mut z, |&v| v * 2 + 1)
+        })
     });
     g.bench_function("rayon", |b| {
         b.iter(|| {
@@ -170,7 +173,7 @@ fn overhead(c: &mut Criterion) {
     });
     g.bench_function("parview", |b| b.iter(|| pool.par_map(&x, |&v| v * 2 + 1)));
     g.bench_function("parview_static", |b| {
-        b.iter(|| pool.par_map_with(Schedule::Static, &x, |&v| v * 2 + 1))
+        b.iter(|| pool.schedule(Schedule::Static).map(&x, |&v| v * 2 + 1))
     });
     g.bench_function("rayon", |b| {
         b.iter(|| rp.install(|| x.par_iter().map(|&v| v * 2 + 1).collect::<Vec<u64>>()))

@@ -78,9 +78,8 @@ fn gauss(c: &mut Criterion) {
     let want = demo::checksum(&z);
     g.bench_function("parview/into_static", |b| {
         b.iter(|| {
-            pool.par_map_into_with(Schedule::Static, (x, y), &mut z, |(a, b)| {
-                demo::gauss(*a, *b, gm)
-            })
+            pool.schedule(Schedule::Static)
+                .map_into((x, y), &mut z, |(a, b)| demo::gauss(*a, *b, gm))
         })
     });
     g.bench_function("parview/into_adaptive", |b| {
@@ -138,7 +137,7 @@ fn inv(c: &mut Criterion) {
         ("parview/static", Schedule::Static),
         ("parview/dynamic1024", Schedule::Dynamic(1024)),
     ] {
-        g.bench_function(name, |b| b.iter(|| pool.par_map_with(s, mats, inv_one)));
+        g.bench_function(name, |b| b.iter(|| pool.schedule(s).map(mats, inv_one)));
     }
     g.bench_function("rayon", |b| {
         b.iter(|| rp.install(|| mats.par_iter().map(inv_one).collect::<Vec<Mat5>>()))
@@ -226,7 +225,7 @@ fn correlation(c: &mut Criterion) {
             b.iter(|| {
                 let st = demo::Standardized::new(data);
                 let rows: Vec<(usize, &mut [f64])> = m.chunks_exact_mut(n).enumerate().collect();
-                pool.par_map_with(s, rows, |(i, row)| st.row_into(i, row));
+                pool.schedule(s).map(rows, |(i, row)| st.row_into(i, row));
             })
         });
     }

@@ -74,13 +74,16 @@ fn main() {
     // some work first, so every engine has run, stolen and gone idle at least once
     for s in [Schedule::Static, Schedule::Dynamic(64), Schedule::Adaptive] {
         for _ in 0..200 {
-            black_box(pool.par_map_with(s, 0..100_000u64, |i| i.wrapping_mul(i) ^ 7));
+            black_box(
+                pool.schedule(s)
+                    .map(0..100_000u64, |i| i.wrapping_mul(i) ^ 7),
+            );
         }
     }
     black_box(pool.direct().apply(|e| e * 2));
     black_box(pool.load_balanced().map(0..64u32, |i| i + 1));
 
-    // well past the spin window (parview::pool::DEFAULT_SPIN = 200 µs)
+    // well past the spin window (parview::DEFAULT_SPIN = 200 µs)
     std::thread::sleep(Duration::from_millis(200));
 
     let window = Duration::from_secs_f64(secs);

@@ -81,7 +81,8 @@ fn main() {
         let t1 = Instant::now();
         let local: Vec<f64> = cluster
             .pool()
-            .par_map_with(Schedule::Static, 0..xs.len(), |i| kernel(xs[i], ys[i]));
+            .schedule(Schedule::Static)
+            .map(0..xs.len(), |i| kernel(xs[i], ys[i]));
         let t2 = Instant::now();
         z = cluster.gather(&local);
         let t3 = Instant::now();
@@ -100,7 +101,8 @@ fn main() {
             let t = Instant::now();
             zl = cluster
                 .pool()
-                .par_map_with(Schedule::Static, 0..n, |i| kernel(x[i], y[i]));
+                .schedule(Schedule::Static)
+                .map(0..n, |i| kernel(x[i], y[i]));
             local_t.push(t.elapsed().as_secs_f64());
         }
         assert_eq!(z, zl, "cluster and local results differ");

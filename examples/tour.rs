@@ -474,14 +474,14 @@ fn w_pi(o: &Opts, pool: &Pool, rp: &rayon::ThreadPool, rows: &mut Vec<Row>) -> P
             Kind::Parview,
             ANY,
             || {
-                pool.par_map_reduce_with(
-                    Schedule::Dynamic(1),
-                    1,
-                    0..nch,
-                    |c| demo::pi_chunk_hits(c, demo::pi_chunk_len(n, c)),
-                    |a, b| a + b,
-                )
-                .unwrap_or(0)
+                pool.schedule(Schedule::Dynamic(1))
+                    .map_reduce_leaves(
+                        1,
+                        0..nch,
+                        |c| demo::pi_chunk_hits(c, demo::pi_chunk_len(n, c)),
+                        |a, b| a + b,
+                    )
+                    .unwrap_or(0)
             },
             chk(reference.clone()),
         ),
@@ -584,8 +584,8 @@ fn pi_streams(pool: &Pool, s: Schedule, blocks: usize, per_block: u64) -> f64 {
     use rand::RngExt;
     let streams = parview::rng::Streams::new(2017);
     let sum = pool
-        .par_map_reduce_with(
-            s,
+        .schedule(s)
+        .map_reduce_leaves(
             4,
             0..blocks,
             |b| {
@@ -649,7 +649,8 @@ fn w_gauss(o: &Opts, pool: &Pool, rp: &rayon::ThreadPool, rows: &mut Vec<Row>) {
             INTO,
             vec![0.0; n],
             move |z| {
-                pool.par_map_into_with(Schedule::Static, (x, y), z, |(a, b)| demo::gauss(*a, *b, g))
+                pool.schedule(Schedule::Static)
+                    .map_into((x, y), z, |(a, b)| demo::gauss(*a, *b, g))
             },
             chk,
         ),
@@ -687,7 +688,10 @@ fn w_gauss(o: &Opts, pool: &Pool, rp: &rayon::ThreadPool, rows: &mut Vec<Row>) {
             "parview par_map static (collect)",
             Kind::Parview,
             COLLECT,
-            move || pool.par_map_with(Schedule::Static, (x, y), |(a, b)| demo::gauss(*a, *b, g)),
+            move || {
+                pool.schedule(Schedule::Static)
+                    .map((x, y), |(a, b)| demo::gauss(*a, *b, g))
+            },
             chk,
         ),
         fresh(
@@ -766,14 +770,14 @@ fn w_inv(o: &Opts, pool: &Pool, rp: &rayon::ThreadPool, rows: &mut Vec<Row>) {
             "parview par_map static",
             Kind::Parview,
             COLLECT,
-            move || pool.par_map_with(Schedule::Static, mats, inv_one),
+            move || pool.schedule(Schedule::Static).map(mats, inv_one),
             chk,
         ),
         fresh(
             "parview par_map dynamic,1024",
             Kind::Parview,
             COLLECT,
-            move || pool.par_map_with(Schedule::Dynamic(1024), mats, inv_one),
+            move || pool.schedule(Schedule::Dynamic(1024)).map(mats, inv_one),
             chk,
         ),
         fresh(
@@ -1048,7 +1052,8 @@ fn w_avg(o: &Opts, pool: &Pool, rp: &rayon::ThreadPool, rows: &mut Vec<Row>) {
             ANY,
             move || {
                 let mut s = pool
-                    .par_map_reduce_with(Schedule::Dynamic(1), 1, 0..tasks, task, add10)
+                    .schedule(Schedule::Dynamic(1))
+                    .map_reduce_leaves(1, 0..tasks, task, add10)
                     .expect("tasks > 0");
                 let inv = 1.0 / tasks as f64;
                 s.iter_mut().flatten().for_each(|v| *v *= inv);

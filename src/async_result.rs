@@ -76,7 +76,7 @@ impl<T> AsyncResult<T> {
     /// meanwhile, so waiting from inside a job never deadlocks, on one engine too.
     ///
     /// # Panics
-    /// On an engine nested [`MAX_NESTED_WAITS`](crate::pool::MAX_NESTED_WAITS) blocking
+    /// On an engine nested [`MAX_NESTED_WAITS`](crate::MAX_NESTED_WAITS) blocking
     /// calls deep (a clear panic instead of a stack overflow).
     ///
     /// # Examples
@@ -323,10 +323,10 @@ impl<T> AsyncResult<T> {
     /// ```
     /// let pool = parview::Pool::builder().workers(2).build().unwrap();
     /// let ar = pool.load_balanced().map_async(0..1000u64, |i| i + 1);
-    /// ar.show_progress("increment");
+    /// ar.progress_bar("increment");
     /// assert_eq!(ar.get().unwrap().len(), 1000);
     /// ```
-    pub fn show_progress(&self, label: &str) {
+    pub fn progress_bar(&self, label: &str) {
         if let Some(t) = self.core.tracker() {
             crate::progress::Bar::start(label, t.clone()).detach();
         }

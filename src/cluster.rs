@@ -79,17 +79,6 @@ pub use mpi::datatype::Equivalence;
 /// ```
 pub const LAUNCHER_SIZE_VARS: [&str; 3] = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"];
 
-/// Environment variable read for the number of local workers per rank when
-/// neither [`ClusterBuilder::workers`] nor this variable is set (same
-/// variable as the local pool).
-///
-/// # Example
-///
-/// ```text
-/// mpirun -n 2 -x PARVIEW_WORKERS=4 target/release/examples/mpi_pi
-/// ```
-pub const WORKERS_VAR: &str = "PARVIEW_WORKERS";
-
 /// Why a [`Cluster`] could not be created.
 ///
 /// # Example
@@ -213,9 +202,7 @@ pub fn check_launcher(
 pub fn partition(n: usize, parts: usize, index: usize) -> Range<usize> {
     assert!(parts > 0, "partition: parts must be > 0");
     assert!(index < parts, "partition: index {index} >= parts {parts}");
-    let (q, r) = (n / parts, n % parts);
-    let start = index * q + index.min(r);
-    start..start + q + usize::from(index < r)
+    Schedule::static_block(n, parts, index)
 }
 
 /// The single-process twin of [`Cluster::map_reduce`]: `range` is cut into
@@ -256,7 +243,8 @@ where
 {
     assert!(leaf > 0, "map_reduce: leaf size must be > 0");
     // The single-process reduction of `parview::reduce`: the same leaves, the same tree.
-    pool.par_map_reduce_with(Schedule::Dynamic(1), leaf, range, map, op)
+    pool.schedule(Schedule::Dynamic(1))
+        .map_reduce_leaves(leaf, range, map, op)
 }
 
 /// Value of leaf `l`: items `range.start + l*leaf ..` folded left to right.
@@ -267,9 +255,9 @@ fn leaf_value<R>(
     map: &impl Fn(usize) -> R,
     op: &impl Fn(R, R) -> R,
 ) -> R {
-    let start = l * leaf;
-    let end = (start + leaf).min(range.len());
-    crate::reduce::leaf_fold(range, start..end, map, op).expect("a leaf is never empty")
+    let mut items = Schedule::chunk(range.len(), leaf, l).map(|i| map(range.start + i));
+    let first = items.next().expect("a leaf is never empty");
+    items.fold(first, op)
 }
 
 /// Default local workers: the CPUs this process may run on; if that is the
@@ -502,7 +490,7 @@ impl ClusterBuilder {
         let local_ranks = usize::try_from(world.split_shared(0).size()).unwrap_or(1);
         let pool = match self.workers {
             Some(n) => Pool::builder().workers(n).build(),
-            None if std::env::var_os(WORKERS_VAR).is_some() => Pool::builder().build(),
+            None if std::env::var_os(crate::WORKERS_ENV).is_some() => Pool::builder().build(),
             None => Pool::builder()
                 .workers(default_workers(local_ranks))
                 .build(),
@@ -678,7 +666,7 @@ impl Cluster {
     ///
     /// ```no_run
     /// let c = parview::cluster::Cluster::init().unwrap();
-    /// let local: Vec<u64> = c.pool().par_map_with(parview::Schedule::Static, 0..8, |i| i as u64);
+    /// let local: Vec<u64> = c.pool().schedule(parview::Schedule::Static).map(0..8, |i| i as u64);
     /// ```
     pub fn pool(&self) -> &Pool {
         &self.pool
@@ -852,7 +840,8 @@ impl Cluster {
         let local = self.scatter(data_on_root);
         let out = guard("Cluster::par_map", || {
             self.pool
-                .par_map_with(Schedule::Static, 0..local.len(), |i| f(&local[i]))
+                .schedule(Schedule::Static)
+                .map(0..local.len(), |i| f(&local[i]))
         });
         let n = data_on_root.len(); // meaningful on the root only
         if self.is_root() {
@@ -904,7 +893,8 @@ impl Cluster {
         let parts = self.pool.workers().max(1);
         let out: Vec<R> = guard("Cluster::scatter_gather", || {
             self.pool
-                .par_map_with(Schedule::Dynamic(1), 0..parts, |p| {
+                .schedule(Schedule::Dynamic(1))
+                .map(0..parts, |p| {
                     let r = partition(local.len(), parts, p);
                     f(my.start + r.start, &local[r])
                 })
@@ -942,9 +932,9 @@ impl Cluster {
         let leaves = range.len().div_ceil(leaf);
         let mine = partition(leaves, self.size, self.rank);
         let values = guard(what, || {
-            self.pool.par_map_with(Schedule::Dynamic(1), mine, |l| {
-                leaf_value(range, leaf, l, map, op)
-            })
+            self.pool
+                .schedule(Schedule::Dynamic(1))
+                .map(mine, |l| leaf_value(range, leaf, l, map, op))
         });
         let (counts, displs) = counts_displs(leaves, self.size);
         (values, counts, displs, leaves)

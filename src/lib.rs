@@ -42,7 +42,7 @@
 //! | `view.apply_async`, `map_async` | `apply_async`, `executor.submit` | `#pragma omp task` | [`LoadBalancedView::submit`], [`LoadBalancedView::map_async`], [`DirectView::apply_async`] |
 //! | `AsyncResult.ready/get/wait/progress` | `Future.done/result` | — | [`AsyncResult::ready`], [`AsyncResult::get`], [`AsyncResult::wait_timeout`], [`AsyncResult::progress`] |
 //! | `ar.abort()` | `Future.cancel()` | `#pragma omp cancel` | [`AsyncResult::abort`] |
-//! | `ar.wall_time`, `ar.serial_time` | — | — | [`AsyncResult::wall_time`], [`AsyncResult::serial_time`], [`Timeline`] |
+//! | `ar.wall_time`, `ar.serial_time` | — | — | [`AsyncResult::wall_time`], [`AsyncResult::serial_time`], [`timeline::Timeline`] |
 //! | `return_exceptions=True` | — | — | [`LoadBalancedView::return_exceptions`] |
 //! | `np.random.seed(s)` per task | — | — | [`rng::stream`], [`Pool::par_map_rng`] |
 //! | `sum(dview.gather(...))` | — | `reduction(+:x)` | [`par_sum`], [`par_map_reduce`] (bitwise identical for any worker count) |
@@ -65,14 +65,14 @@
 //!   nesting of views and pools that one thread per engine could finish in some serial order
 //!   finishes: `A.direct → B.direct → A.direct` on one-engine pools, or a task that calls
 //!   `submit(..).get()` on its own one-engine pool.
-//! * **Helping is bounded.** An engine nested [`pool::HELP_DEPTH`] waits deep takes only work
+//! * **Helping is bounded.** An engine nested [`HELP_DEPTH`] waits deep takes only work
 //!   it must run (its mailbox, the map it waits for), so thousands of queued tasks that each
-//!   wait cannot pile up on one stack; a blocking call [`pool::MAX_NESTED_WAITS`] deep panics
+//!   wait cannot pile up on one stack; a blocking call [`MAX_NESTED_WAITS`] deep panics
 //!   with a message saying so instead of overflowing the stack. Engines get
-//!   [`pool::ENGINE_STACK`] bytes of stack by default.
+//!   [`ENGINE_STACK`] bytes of stack by default.
 //! * [`Schedule`] cuts `0..n` into chunks: `Static` (one block per engine), `StaticChunked(c)`
 //!   (round-robin), `Dynamic(c)`, `Guided(m)` (libgomp's rule) and `Adaptive` (chunks that grow
-//!   while they are cheap). The cutting is in plain functions ([`schedule::static_block`],
+//!   while they are cheap). The cutting is in plain functions ([`Schedule::static_block`],
 //!   [`Schedule::plan`]) you can test without threads.
 //!
 //! ## Guarantees
@@ -93,7 +93,7 @@
 //! * Sizes are checked, never wrapped: chunk sizes up to `usize::MAX` are clamped to the
 //!   input, ranges up to `usize::MAX` items can be mapped and aborted, a map whose output cannot
 //!   be allocated fails before anything runs ([`MapError::TooLarge`], or a panic naming the size
-//!   on forms that do not return a `Result`), more than [`pool::MAX_WORKERS`] engines is a
+//!   on forms that do not return a `Result`), more than [`MAX_WORKERS`] engines is a
 //!   [`BuildError`], and [`AsyncResult::wait_timeout`] takes any `Duration`.
 //! * With [`rng`] streams keyed by item or block and the reductions in [`reduce`], results are
 //!   **bitwise identical for any worker count and schedule**.
@@ -116,13 +116,13 @@ pub mod cluster;
 mod error;
 mod latch;
 mod map;
-pub mod pool;
+mod pool;
 #[cfg(feature = "progress")]
 mod progress;
 pub mod reduce;
 mod registry;
 pub mod rng;
-pub mod schedule;
+mod schedule;
 mod sleep;
 mod sync;
 pub mod timeline;
@@ -137,10 +137,11 @@ pub use rand;
 pub use async_result::{AsyncResult, Imap, ImapUnordered};
 pub use error::{ItemError, MapError};
 pub use map::{IntoMapInput, Timings};
-pub use pool::{BuildError, Pool, PoolBuilder, default_workers};
-pub use reduce::{par_map_reduce, par_sum};
+pub use pool::{
+    BuildError, DEFAULT_SPIN, ENGINE_STACK, HELP_DEPTH, MAX_NESTED_WAITS, MAX_WORKERS, Pool,
+    PoolBuilder, WORKERS_ENV, default_workers,
+};
 pub use schedule::{Schedule, ScheduleError};
-pub use timeline::Timeline;
 pub use views::{DirectView, EngineState, LoadBalancedView, ReturnExceptions, ViewError};
 
 /// The pool the free functions use: [`Pool::global`].
@@ -165,25 +166,6 @@ where
     R: Send,
 {
     current_pool().par_map(input, f)
-}
-
-/// [`par_map`] with an explicit [`Schedule`].
-///
-/// # Panics
-/// As [`Pool::par_map_with`].
-///
-/// # Examples
-/// ```
-/// let v = parview::par_map_with(parview::Schedule::Dynamic(16), 0..100u32, |i| i + 1);
-/// assert_eq!(v[99], 100);
-/// ```
-pub fn par_map_with<I, R, F>(schedule: Schedule, input: I, f: F) -> Vec<R>
-where
-    I: IntoMapInput,
-    F: Fn(I::Item) -> R + Sync,
-    R: Send,
-{
-    current_pool().par_map_with(schedule, input, f)
 }
 
 /// [`Pool::par_map_into`] on the global pool: results written into a caller's buffer.
@@ -246,6 +228,47 @@ where
     F: Fn(usize, &[T]) -> R + Sync,
 {
     current_pool().scatter_gather(data, f)
+}
+
+/// [`Pool::par_map_reduce`] on the global pool: deterministic map-reduce, bitwise identical
+/// for any worker count.
+///
+/// # Panics
+/// As [`Pool::par_map_reduce`].
+///
+/// # Examples
+/// ```
+/// assert_eq!(parview::par_map_reduce(0..4usize, |i| i * i, |a, b| a + b), Some(14));
+/// ```
+pub fn par_map_reduce<I, M, O, R>(input: I, map: M, op: O) -> Option<R>
+where
+    I: IntoMapInput,
+    M: Fn(I::Item) -> R + Sync,
+    O: Fn(R, R) -> R + Sync,
+    R: Send,
+{
+    current_pool().par_map_reduce(input, map, op)
+}
+
+/// [`Pool::par_sum`] on the global pool: deterministic sum, bitwise identical for any worker
+/// count.
+///
+/// # Panics
+/// On integer overflow where `+` panics (debug builds).
+///
+/// # Examples
+/// ```
+/// let s: f64 = parview::par_sum(&vec![0.1, 0.2, 0.3]);
+/// assert!((s - 0.6).abs() < 1e-12);
+/// assert_eq!(parview::par_sum::<_, u32>(0..10u32), 45);
+/// ```
+pub fn par_sum<I, T>(input: I) -> T
+where
+    I: IntoMapInput,
+    I::Item: std::borrow::Borrow<T>,
+    T: reduce::Summable,
+{
+    current_pool().par_sum(input)
 }
 
 /// README.md's Rust blocks, compiled and run as doctests so the README stays true to the code.

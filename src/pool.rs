@@ -22,7 +22,7 @@ use crate::map::body::NoState;
 use crate::map::sink::{NoSink, SliceSink};
 use crate::map::{IntoMapInput, MapInput, Spec, raise};
 use crate::registry::{Job, Registry};
-use crate::schedule::{Schedule, static_block};
+use crate::schedule::Schedule;
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -142,7 +142,7 @@ impl Default for PoolBuilder {
             workers: None,
             name: Box::new(|i| format!("parview-{i}")),
             spin: DEFAULT_SPIN,
-            stack_size: crate::pool::ENGINE_STACK,
+            stack_size: crate::ENGINE_STACK,
         }
     }
 }
@@ -193,7 +193,7 @@ impl PoolBuilder {
     }
 
     /// Stack size of engine threads in bytes (default
-    /// [`ENGINE_STACK`](crate::pool::ENGINE_STACK), committed only as it is used).
+    /// [`ENGINE_STACK`](crate::ENGINE_STACK), committed only as it is used).
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = bytes;
         self
@@ -385,8 +385,26 @@ impl Pool {
         )
     }
 
+    /// A [`LoadBalancedView`](crate::LoadBalancedView) with `schedule`: the one way to pick a
+    /// schedule, for every kind of map (`map`, `try_map`, `map_into`, `for_each`, reductions,
+    /// random streams, async maps). The `par_*` methods on `Pool` use the default.
+    ///
+    /// # Panics
+    /// If the schedule is invalid (a chunk of 0; the message names `chunk`).
+    ///
+    /// # Examples
+    /// ```
+    /// use parview::{Pool, Schedule};
+    /// let pool = Pool::builder().workers(2).build().unwrap();
+    /// let v = pool.schedule(Schedule::Guided(4)).map(0..100u32, |i| i % 7);
+    /// assert_eq!(v[99], 99 % 7);
+    /// ```
+    pub fn schedule(&self, schedule: Schedule) -> crate::LoadBalancedView<'_> {
+        self.load_balanced().schedule(schedule)
+    }
+
     /// Applies `f` to every item in parallel and returns the results in input order, with the
-    /// default schedule ([`Schedule::Adaptive`]).
+    /// default schedule ([`Schedule::Adaptive`]; [`schedule`](Self::schedule) picks another).
     ///
     /// The calling thread works on the map too; engines join while work is left to share.
     ///
@@ -408,22 +426,11 @@ impl Pool {
         F: Fn(I::Item) -> R + Sync,
         R: Send,
     {
-        self.par_map_with(Schedule::default(), input, f)
+        self.sched_map(Schedule::default(), input, f)
     }
 
-    /// [`par_map`](Self::par_map) with an explicit [`Schedule`].
-    ///
-    /// # Panics
-    /// As `par_map`; also if the schedule is invalid (a chunk of 0: the message names `chunk`).
-    ///
-    /// # Examples
-    /// ```
-    /// use parview::{Pool, Schedule};
-    /// let pool = Pool::builder().workers(2).build().unwrap();
-    /// let v = pool.par_map_with(Schedule::Guided(4), 0..100u32, |i| i % 7);
-    /// assert_eq!(v[99], 99 % 7);
-    /// ```
-    pub fn par_map_with<I, R, F>(&self, schedule: Schedule, input: I, f: F) -> Vec<R>
+    /// The blocking map of [`par_map`](Self::par_map) and `LoadBalancedView::map`, with `schedule`.
+    pub(crate) fn sched_map<I, R, F>(&self, schedule: Schedule, input: I, f: F) -> Vec<R>
     where
         I: IntoMapInput,
         F: Fn(I::Item) -> R + Sync,
@@ -461,22 +468,11 @@ impl Pool {
         R: Send,
         E: Send,
     {
-        self.try_par_map_with(Schedule::default(), input, f)
+        self.sched_try_map(Schedule::default(), input, f)
     }
 
-    /// [`try_par_map`](Self::try_par_map) with an explicit [`Schedule`].
-    ///
-    /// # Errors
-    /// As `try_par_map`.
-    ///
-    /// # Examples
-    /// ```
-    /// use parview::{MapError, Pool, Schedule, ScheduleError};
-    /// let pool = Pool::builder().workers(2).build().unwrap();
-    /// let r = pool.try_par_map_with(Schedule::Dynamic(0), 0..4u32, |i| Ok::<_, ()>(i));
-    /// assert!(matches!(r, Err(MapError::Schedule(ScheduleError::ZeroChunk { .. }))));
-    /// ```
-    pub fn try_par_map_with<I, R, E, F>(
+    /// [`try_par_map`](Self::try_par_map) with `schedule`.
+    pub(crate) fn sched_try_map<I, R, E, F>(
         &self,
         schedule: Schedule,
         input: I,
@@ -512,23 +508,11 @@ impl Pool {
         F: Fn(I::Item) -> R + Sync,
         R: Send,
     {
-        self.par_map_into_with(Schedule::default(), input, out, f)
+        self.sched_map_into(Schedule::default(), input, out, f)
     }
 
-    /// [`par_map_into`](Self::par_map_into) with an explicit [`Schedule`].
-    ///
-    /// # Panics
-    /// As `par_map_into`.
-    ///
-    /// # Examples
-    /// ```
-    /// use parview::{Pool, Schedule};
-    /// let pool = Pool::builder().workers(2).build().unwrap();
-    /// let mut out = vec![0u64; 1000];
-    /// pool.par_map_into_with(Schedule::Static, 0..1000u64, &mut out, |i| 2 * i + 1);
-    /// assert_eq!(out[999], 1999);
-    /// ```
-    pub fn par_map_into_with<I, R, F>(&self, schedule: Schedule, input: I, out: &mut [R], f: F)
+    /// [`par_map_into`](Self::par_map_into) with `schedule`.
+    pub(crate) fn sched_map_into<I, R, F>(&self, schedule: Schedule, input: I, out: &mut [R], f: F)
     where
         I: IntoMapInput,
         F: Fn(I::Item) -> R + Sync,
@@ -575,11 +559,21 @@ impl Pool {
         I: IntoMapInput,
         F: Fn(I::Item) + Sync,
     {
+        self.sched_for_each(Schedule::default(), input, f)
+    }
+
+    /// [`par_for_each`](Self::par_for_each) with `schedule`.
+    pub(crate) fn sched_for_each<I, F>(&self, schedule: Schedule, input: I, f: F)
+    where
+        I: IntoMapInput,
+        F: Fn(I::Item) + Sync,
+    {
+        check(schedule);
         let input = input.into_map_input();
         let n = input.len();
         let rep = crate::map::run::run(
             &self.reg,
-            &Spec::shared(Schedule::default()),
+            &Spec::shared(schedule),
             input,
             NoState,
             |_: &mut (), x| {
@@ -619,9 +613,137 @@ impl Pool {
     {
         let p = self.workers();
         let n = data.len();
-        self.par_map_with(Schedule::Static, 0..p, |k| {
-            f(k, &data[static_block(n, p, k)])
+        self.sched_map(Schedule::Static, 0..p, |k| {
+            f(k, &data[Schedule::static_block(n, p, k)])
         })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reductions and random streams on a pool (the machinery is in reduce.rs and rng.rs)
+
+impl Pool {
+    /// Deterministic parallel map-reduce: `map` on every item, combined with `op` by the fixed
+    /// tree of [`reduce`](crate::reduce) (leaves of [`DEFAULT_LEAF`](crate::reduce::DEFAULT_LEAF)
+    /// items folded left to right, then a pairwise tree). `None` for empty input. Bitwise
+    /// identical for every worker count and schedule. Takes any [`IntoMapInput`].
+    ///
+    /// # Panics
+    /// As [`par_map`](Self::par_map), if `map` or `op` panics.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let v = vec![1.5f64, -2.0, 4.25];
+    /// assert_eq!(pool.par_map_reduce(&v, |x| x.abs(), f64::max), Some(4.25));
+    /// assert_eq!(pool.par_map_reduce(0..0u32, |i| i, |a, b| a + b), None);
+    /// ```
+    pub fn par_map_reduce<I, M, O, R>(&self, input: I, map: M, op: O) -> Option<R>
+    where
+        I: IntoMapInput,
+        M: Fn(I::Item) -> R + Sync,
+        O: Fn(R, R) -> R + Sync,
+        R: Send,
+    {
+        self.load_balanced().map_reduce(input, map, op)
+    }
+
+    /// Deterministic parallel reduction of the items themselves (cloned out of borrowed
+    /// input); `None` for empty input.
+    ///
+    /// # Panics
+    /// As [`par_map`](Self::par_map), if `op` panics.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let words = vec!["par".to_string(), "view".to_string()];
+    /// let joined = pool.par_reduce(&words, |a: String, b: String| a + &b);
+    /// assert_eq!(joined.as_deref(), Some("parview"));
+    /// ```
+    pub fn par_reduce<I, T, O>(&self, input: I, op: O) -> Option<T>
+    where
+        I: IntoMapInput,
+        I::Item: std::borrow::Borrow<T>,
+        T: Clone + Send,
+        O: Fn(T, T) -> T + Sync,
+    {
+        self.load_balanced().reduce(input, op)
+    }
+
+    /// Deterministic parallel sum: [`Summable::ZERO`](crate::reduce::Summable::ZERO) for empty
+    /// input, otherwise the fixed tree with `+`. Bitwise identical for every worker count and
+    /// schedule (but not necessarily equal to `iter().sum()` for floats).
+    ///
+    /// # Panics
+    /// On integer overflow where `+` panics (debug builds).
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// assert_eq!(pool.par_sum::<_, u64>(1..101u64), 5050);
+    /// assert_eq!(pool.par_sum::<_, u32>(1..=3u32), 6);
+    /// assert_eq!(pool.par_sum::<_, f32>(&[0.5f32, 0.25]), 0.75);
+    /// ```
+    pub fn par_sum<I, T>(&self, input: I) -> T
+    where
+        I: IntoMapInput,
+        I::Item: std::borrow::Borrow<T>,
+        T: crate::reduce::Summable,
+    {
+        self.load_balanced().sum(input)
+    }
+
+    /// Ordered map over `0..n` where item `i` receives its own random stream
+    /// [`rng::stream(seed, i)`](crate::rng::stream): `output[i] = f(&mut stream(seed, i), i)`.
+    /// The output depends only on `seed`, `n` and `f`, never on the worker count or schedule.
+    /// One stream setup per item (~80 ns); for cheap items use
+    /// [`par_blocks_rng`](Self::par_blocks_rng).
+    ///
+    /// # Panics
+    /// As [`par_map`](Self::par_map).
+    ///
+    /// # Examples
+    /// ```
+    /// use parview::{Pool, Schedule, rand::RngExt};
+    /// let pool = Pool::builder().workers(2).build().unwrap();
+    /// let a = pool.par_map_rng(1, 8, |rng, _| rng.random_range(0..100u32));
+    /// let b = pool.schedule(Schedule::Static).map_rng(1, 8, |rng, _| rng.random_range(0..100u32));
+    /// assert_eq!(a, b);
+    /// ```
+    pub fn par_map_rng<F, R>(&self, seed: u64, n: usize, f: F) -> Vec<R>
+    where
+        F: Fn(&mut rand_chacha::ChaCha8Rng, usize) -> R + Sync,
+        R: Send,
+    {
+        self.load_balanced().map_rng(seed, n, f)
+    }
+
+    /// Ordered map over blocks `0..n_blocks` where block `b` receives the stream
+    /// [`Streams::new(seed).for_block(b)`](crate::rng::Streams::for_block): one stream setup per
+    /// block; inside `f` loop over the block's items (e.g. with
+    /// [`rng::block_range`](crate::rng::block_range)).
+    ///
+    /// # Panics
+    /// If `n_blocks > 2^63`, or as [`par_map`](Self::par_map).
+    ///
+    /// # Examples
+    /// ```
+    /// use parview::{Pool, rand::RngExt, rng::block_range};
+    /// let pool = Pool::builder().workers(2).build().unwrap();
+    /// let n: usize = 10_000;
+    /// let n_blocks = n.div_ceil(parview::rng::BLOCK);
+    /// let sums = pool.par_blocks_rng(3, n_blocks, |rng, b| {
+    ///     block_range(b, n).map(|_| rng.random::<f64>()).sum::<f64>()
+    /// });
+    /// assert_eq!(sums.len(), 3);
+    /// ```
+    pub fn par_blocks_rng<F, R>(&self, seed: u64, n_blocks: usize, f: F) -> Vec<R>
+    where
+        F: Fn(&mut rand_chacha::ChaCha8Rng, usize) -> R + Sync,
+        R: Send,
+    {
+        self.load_balanced().blocks_rng(seed, n_blocks, f)
     }
 }
 

@@ -14,7 +14,7 @@
 //! 1. The items are cut into `ceil(n / L)` consecutive **leaves** of `L`
 //!    items (the last may be shorter).
 //! 2. Each leaf's value is the left-to-right fold
-//!    `op(…op(op(map(x0), map(x1)), map(x2))…, map(xk))` — see [`leaf_fold`].
+//!    `op(…op(op(map(x0), map(x1)), map(x2))…, map(xk))` — in [`serial_map_reduce`].
 //! 3. The leaf values are combined by a fixed **pairwise tree**, level by
 //!    level: `(0,1), (2,3), …`; an odd last value is carried up unchanged —
 //!    see [`tree_reduce`].
@@ -54,7 +54,8 @@
 //! # Example
 //!
 //! ```
-//! use parview::reduce::{par_map_reduce, par_sum, serial_map_reduce, DEFAULT_LEAF};
+//! use parview::reduce::{serial_map_reduce, DEFAULT_LEAF};
+//! use parview::{par_map_reduce, par_sum};
 //!
 //! let xs: Vec<f64> = (0..100_000).map(|i| 1.0 / (i as f64 + 1.0)).collect();
 //! let s: f64 = par_sum(&xs);
@@ -66,124 +67,26 @@
 //! assert_eq!(max, Some(1.0));
 //! ```
 
-use std::borrow::Borrow;
+use std::cell::Cell;
 use std::num::Wrapping;
 use std::ops::Range;
+use std::panic::{self, AssertUnwindSafe};
 
+use crate::map::{IntoMapInput, MapInput};
 use crate::pool::Pool;
 use crate::schedule::Schedule;
 
 /// The default number of items per leaf.
 ///
 /// Part of the reproducibility contract: the tree (hence float results)
-/// changes if this changes, which would be a breaking release. Use the
-/// explicit `leaf` of [`Pool::par_map_reduce_with`] to pin your own.
+/// changes if this changes, which would be a breaking release. Use
+/// [`LoadBalancedView::map_reduce_leaves`](crate::LoadBalancedView::map_reduce_leaves) to pin
+/// your own.
 ///
 /// ```
 /// assert_eq!(parview::reduce::DEFAULT_LEAF, 4096);
 /// ```
 pub const DEFAULT_LEAF: usize = 4096;
-
-/// The schedule used by the methods that take none.
-///
-/// Leaves are uniform in item count, but `map` may not be uniform in cost, so
-/// leaves are handed out one at a time. The schedule never affects results.
-const DEFAULT_SCHEDULE: Schedule = Schedule::Dynamic(1);
-
-/// Indexed, shareable input of a reduction.
-///
-/// Implemented for `&[T]` and `&Vec<T>` (items are `&T`), and for
-/// `Range<usize>` and `Range<u64>` (items are the numbers).
-///
-/// ```
-/// use parview::reduce::ReduceInput;
-///
-/// let r = 10..15usize;
-/// assert_eq!(ReduceInput::len(&r), 5);
-/// assert_eq!(r.get(2), 12);
-/// let v = vec!['a', 'b'];
-/// assert_eq!((&v).get(1), &'b');
-/// ```
-pub trait ReduceInput: Sync {
-    /// What [`get`](ReduceInput::get) yields.
-    type Item;
-
-    /// The number of items.
-    ///
-    /// ```
-    /// use parview::reduce::ReduceInput;
-    /// assert_eq!(ReduceInput::len(&(3..7u64)), 4);
-    /// ```
-    fn len(&self) -> usize;
-
-    /// `true` when there are no items.
-    ///
-    /// ```
-    /// use parview::reduce::ReduceInput;
-    /// assert!(ReduceInput::is_empty(&(3..3usize)));
-    /// ```
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Item `i`, for `i < len()`.
-    ///
-    /// # Panics
-    ///
-    /// May panic if `i >= len()`.
-    ///
-    /// ```
-    /// use parview::reduce::ReduceInput;
-    /// let xs = vec![1, 2, 3];
-    /// assert_eq!((&xs).get(2), &3);
-    /// ```
-    fn get(&self, i: usize) -> Self::Item;
-}
-
-impl<'a, T: Sync> ReduceInput for &'a [T] {
-    type Item = &'a T;
-    fn len(&self) -> usize {
-        <[T]>::len(self)
-    }
-    fn get(&self, i: usize) -> &'a T {
-        let s: &'a [T] = self;
-        &s[i]
-    }
-}
-
-impl<'a, T: Sync> ReduceInput for &'a Vec<T> {
-    type Item = &'a T;
-    fn len(&self) -> usize {
-        Vec::len(self)
-    }
-    fn get(&self, i: usize) -> &'a T {
-        let v: &'a Vec<T> = self;
-        &v[i]
-    }
-}
-
-impl ReduceInput for Range<usize> {
-    type Item = usize;
-    fn len(&self) -> usize {
-        self.end.saturating_sub(self.start)
-    }
-    fn get(&self, i: usize) -> usize {
-        self.start + i
-    }
-}
-
-impl ReduceInput for Range<u64> {
-    type Item = u64;
-    /// # Panics
-    ///
-    /// If the range holds more than `usize::MAX` numbers (32-bit targets).
-    fn len(&self) -> usize {
-        usize::try_from(self.end.saturating_sub(self.start)).expect("Range<u64> too long for usize")
-    }
-    fn get(&self, i: usize) -> u64 {
-        self.start + i as u64
-    }
-}
 
 /// Numbers [`par_sum`] can add: `+` plus an additive identity for empty
 /// input.
@@ -247,38 +150,98 @@ pub fn tree_reduce<R>(leaves: Vec<R>, op: impl Fn(R, R) -> R) -> Option<R> {
     level.pop()
 }
 
-/// One leaf's value: the left-to-right fold of `map(item)` over the items
-/// `range` of `input`, starting from the first item's mapped value (no
-/// identity needed); `None` for an empty range.
+/// One leaf's value: the left-to-right fold of `map(item)` over the items `range` of
+/// `input`, starting from the first item's mapped value (no identity needed). Takes each item
+/// of `range` exactly once: when `map` or `op` panics, the items not reached yet are dropped
+/// (one by one, a panicking `Drop` cannot stop the others) before the panic goes on.
 ///
-/// # Panics
-///
-/// If `range` reaches past `input.len()` (through [`ReduceInput::get`]).
-///
-/// ```
-/// use parview::reduce::leaf_fold;
-///
-/// let s = leaf_fold(&(0..10usize), 2..5, |i| i.to_string(), |a, b| a + &b);
-/// assert_eq!(s.as_deref(), Some("234"));
-/// ```
-pub fn leaf_fold<I, R>(
-    input: &I,
+/// # Safety
+/// `range` is non-empty, within `input`, and none of its items was or will be taken elsewhere.
+unsafe fn fold_leaf<In: MapInput, R>(
+    input: &In,
     range: Range<usize>,
-    map: impl Fn(I::Item) -> R,
-    op: impl Fn(R, R) -> R,
-) -> Option<R>
-where
-    I: ReduceInput + ?Sized,
-{
-    let mut items = range.map(|i| map(input.get(i)));
-    let first = items.next()?;
-    Some(items.fold(first, op))
+    map: &impl Fn(In::Item) -> R,
+    op: &impl Fn(R, R) -> R,
+) -> R {
+    let next = Cell::new(range.start);
+    let take = || {
+        let i = next.get();
+        next.set(i + 1);
+        // SAFETY: `i` lies in `range`, which is ours alone (caller contract), and `next` moves
+        // past it before the item is used, so it is taken once.
+        unsafe { input.take(i) }
+    };
+    let folded = panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut acc = map(take());
+        while next.get() < range.end {
+            acc = op(acc, map(take()));
+        }
+        acc
+    }));
+    match folded {
+        Ok(v) => v,
+        Err(payload) => {
+            while next.get() < range.end {
+                if let Err(m) = crate::unwind::drop_caught(take()) {
+                    crate::unwind::report_orphan("an input item of a failed leaf", &m);
+                }
+            }
+            panic::resume_unwind(payload)
+        }
+    }
 }
 
-/// The items of leaf `leaf` for `n` items and leaf size `size`.
-fn leaf_range(leaf: usize, size: usize, n: usize) -> Range<usize> {
-    let start = leaf * size;
-    start..start + size.min(n - start)
+/// Drops what no leaf takes (the longer side of an unequal zip) when the reduction ends, also
+/// when it ends by a panic.
+struct ReleaseRest<'a, In: MapInput>(&'a In);
+
+impl<In: MapInput> Drop for ReleaseRest<'_, In> {
+    fn drop(&mut self) {
+        // SAFETY: every index below `len` was taken by exactly one leaf (or, for an empty or
+        // refused input, `release_all` ran instead and this guard was never made); this is the
+        // one release, and it only drops what lies past `len` (zip tails).
+        unsafe {
+            self.0.release(&[], &mut |i, m| {
+                crate::unwind::report_orphan(&format!("input item {i}"), &m)
+            })
+        };
+    }
+}
+
+/// The deterministic map-reduce behind every reduction: leaves of `leaf` items (the last may
+/// be shorter) folded on `pool` with `schedule`, combined by [`tree_reduce`] on the caller.
+pub(crate) fn map_reduce<I, M, O, R>(
+    pool: &Pool,
+    schedule: Schedule,
+    leaf: usize,
+    input: I,
+    map: M,
+    op: O,
+) -> Option<R>
+where
+    I: IntoMapInput,
+    M: Fn(I::Item) -> R + Sync,
+    O: Fn(R, R) -> R + Sync,
+    R: Send,
+{
+    check_leaf(leaf);
+    let input = input.into_map_input();
+    let n = input.len();
+    if n == 0 {
+        crate::map::run::release_all(&input);
+        return None;
+    }
+    if let Err(m) = crate::registry::check_nesting() {
+        crate::map::run::release_all(&input);
+        panic!("{m}");
+    }
+    let _rest = ReleaseRest(&input);
+    let leaves = pool.sched_map(schedule, 0..n.div_ceil(leaf), |l| {
+        // SAFETY: leaf `l` runs once (each index of the map's range is taken once and a
+        // reduction is never stopped), and leaves are disjoint chunks of `0..n`.
+        unsafe { fold_leaf(&input, Schedule::chunk(n, leaf, l), &map, &op) }
+    });
+    tree_reduce(leaves, op)
 }
 
 fn check_leaf(leaf: usize) {
@@ -292,8 +255,8 @@ fn check_leaf(leaf: usize) {
 /// leaves of `leaf` items folded left to right, then [`tree_reduce`].
 /// `None` for empty input.
 ///
-/// [`Pool::par_map_reduce_with`] with the same `leaf` returns bitwise the
-/// same value; this is the reference for tests.
+/// [`LoadBalancedView::map_reduce_leaves`](crate::LoadBalancedView::map_reduce_leaves) with the
+/// same `leaf` returns bitwise the same value; this is the reference for tests.
 ///
 /// # Panics
 ///
@@ -312,176 +275,17 @@ pub fn serial_map_reduce<I, R>(
     op: impl Fn(R, R) -> R,
 ) -> Option<R>
 where
-    I: ReduceInput,
+    I: IntoMapInput,
 {
     check_leaf(leaf);
+    let input = input.into_map_input();
     let n = input.len();
+    let _rest = ReleaseRest(&input);
     let leaves: Vec<R> = (0..n.div_ceil(leaf))
-        .map(|l| {
-            leaf_fold(&input, leaf_range(l, leaf, n), &map, &op).expect("leaves are non-empty")
-        })
+        // SAFETY: leaves are disjoint chunks of `0..n`, each folded once, in order.
+        .map(|l| unsafe { fold_leaf(&input, Schedule::chunk(n, leaf, l), &map, &op) })
         .collect();
     tree_reduce(leaves, op)
-}
-
-impl Pool {
-    /// Deterministic parallel map-reduce with [`DEFAULT_LEAF`]: the fixed
-    /// tree of the [module docs](self) over `map(item)`; `None` for empty
-    /// input. Bitwise identical for every worker count.
-    ///
-    /// ```
-    /// use parview::pool::Pool;
-    ///
-    /// let v = vec![1.5f64, -2.0, 4.25];
-    /// let m = Pool::global().par_map_reduce(&v, |x| x.abs(), f64::max);
-    /// assert_eq!(m, Some(4.25));
-    /// assert_eq!(Pool::global().par_map_reduce(0..0usize, |i| i, |a, b| a + b), None);
-    /// ```
-    pub fn par_map_reduce<I, M, O, R>(&self, input: I, map: M, op: O) -> Option<R>
-    where
-        I: ReduceInput,
-        M: Fn(I::Item) -> R + Sync,
-        O: Fn(R, R) -> R + Sync,
-        R: Send,
-    {
-        self.par_map_reduce_with(DEFAULT_SCHEDULE, DEFAULT_LEAF, input, map, op)
-    }
-
-    /// Deterministic parallel map-reduce with an explicit schedule and leaf
-    /// size. Leaves are computed with
-    /// [`par_map_with`](Pool::par_map_with)`(schedule, 0..n_leaves, …)` and
-    /// combined with [`tree_reduce`]; the result equals
-    /// [`serial_map_reduce(leaf, …)`](serial_map_reduce) bit for bit,
-    /// whatever `schedule` and the worker count.
-    ///
-    /// # Panics
-    ///
-    /// If `leaf == 0` (the message names `leaf`), or if `map` or `op` panics.
-    ///
-    /// ```
-    /// use parview::pool::Pool;
-    /// use parview::schedule::Schedule;
-    ///
-    /// let concat = |a, b| format!("({a}{b})");
-    /// let pool = Pool::global();
-    /// let shape = pool.par_map_reduce_with(Schedule::Static, 2, 0..5usize, |i| i.to_string(), concat);
-    /// assert_eq!(shape.as_deref(), Some("(((01)(23))4)"));
-    /// ```
-    pub fn par_map_reduce_with<I, M, O, R>(
-        &self,
-        schedule: Schedule,
-        leaf: usize,
-        input: I,
-        map: M,
-        op: O,
-    ) -> Option<R>
-    where
-        I: ReduceInput,
-        M: Fn(I::Item) -> R + Sync,
-        O: Fn(R, R) -> R + Sync,
-        R: Send,
-    {
-        check_leaf(leaf);
-        let n = input.len();
-        if n == 0 {
-            return None;
-        }
-        let leaves = self.par_map_with(schedule, 0..n.div_ceil(leaf), |l| {
-            leaf_fold(&input, leaf_range(l, leaf, n), &map, &op).expect("leaves are non-empty")
-        });
-        tree_reduce(leaves, op)
-    }
-
-    /// Deterministic parallel reduction of the items themselves (cloned out
-    /// of slices), with [`DEFAULT_LEAF`]; `None` for empty input.
-    ///
-    /// `T` is the owned item type (`T` for `&[T]`, the number for ranges);
-    /// annotate it when inference cannot tell.
-    ///
-    /// ```
-    /// use parview::pool::Pool;
-    ///
-    /// let words = vec!["par".to_string(), "view".to_string()];
-    /// let pool = Pool::global();
-    /// let joined = pool.par_reduce(&words, |a: String, b: String| a + &b);
-    /// assert_eq!(joined.as_deref(), Some("parview"));
-    /// ```
-    pub fn par_reduce<I, T, O>(&self, input: I, op: O) -> Option<T>
-    where
-        I: ReduceInput,
-        I::Item: Borrow<T>,
-        T: Clone + Send,
-        O: Fn(T, T) -> T + Sync,
-    {
-        self.par_map_reduce(input, |x| x.borrow().clone(), op)
-    }
-
-    /// Deterministic parallel sum with [`DEFAULT_LEAF`]:
-    /// [`Summable::ZERO`] for empty input, otherwise the fixed tree with `+`.
-    /// Bitwise identical for every worker count and schedule (but not
-    /// necessarily equal to `iter().sum()` for floats — see the
-    /// [module docs](self)).
-    ///
-    /// # Panics
-    ///
-    /// On integer overflow where `+` panics (debug builds); sum
-    /// [`Wrapping`] values or a wider type to avoid it.
-    ///
-    /// ```
-    /// use parview::pool::Pool;
-    ///
-    /// let total: u64 = Pool::global().par_sum(1..101u64);
-    /// assert_eq!(total, 5050);
-    /// let xs = [0.5f32, 0.25];
-    /// let s: f32 = Pool::global().par_sum(&xs[..]);
-    /// assert_eq!(s, 0.75);
-    /// ```
-    pub fn par_sum<I, T>(&self, input: I) -> T
-    where
-        I: ReduceInput,
-        I::Item: Borrow<T>,
-        T: Summable,
-    {
-        self.par_map_reduce(input, |x| x.borrow().clone(), |a, b| a + b)
-            .unwrap_or(T::ZERO)
-    }
-}
-
-/// [`Pool::par_map_reduce`] on [`Pool::global()`].
-///
-/// ```
-/// let sq = parview::reduce::par_map_reduce(0..4usize, |i| i * i, |a, b| a + b);
-/// assert_eq!(sq, Some(14));
-/// ```
-pub fn par_map_reduce<I, M, O, R>(input: I, map: M, op: O) -> Option<R>
-where
-    I: ReduceInput,
-    M: Fn(I::Item) -> R + Sync,
-    O: Fn(R, R) -> R + Sync,
-    R: Send,
-{
-    Pool::global().par_map_reduce(input, map, op)
-}
-
-/// [`Pool::par_sum`] on [`Pool::global()`].
-///
-/// # Panics
-///
-/// On integer overflow where `+` panics (debug builds).
-///
-/// ```
-/// let s: f64 = parview::reduce::par_sum(&vec![0.1, 0.2, 0.3]);
-/// assert!((s - 0.6).abs() < 1e-12);
-/// let n: usize = parview::reduce::par_sum(0..10usize);
-/// assert_eq!(n, 45);
-/// ```
-pub fn par_sum<I, T>(input: I) -> T
-where
-    I: ReduceInput,
-    I::Item: Borrow<T>,
-    T: Summable,
-{
-    Pool::global().par_sum(input)
 }
 
 /// A pool with `workers` workers, for tests.
@@ -493,6 +297,7 @@ pub(crate) fn test_pool(workers: usize) -> Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::par_sum;
     use proptest::prelude::*;
     use rand::{RngExt, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -553,7 +358,9 @@ mod tests {
         for workers in [1, 2, 3, 5] {
             let pool = test_pool(workers);
             for schedule in SCHEDULES {
-                let got = pool.par_map_reduce_with(schedule, 3, 0..8usize, |i| i.to_string(), op);
+                let got =
+                    pool.schedule(schedule)
+                        .map_reduce_leaves(3, 0..8usize, |i| i.to_string(), op);
                 assert_eq!(
                     got.as_deref(),
                     Some(expected),
@@ -571,7 +378,8 @@ mod tests {
             let pool = test_pool(workers);
             for schedule in SCHEDULES {
                 let got = pool
-                    .par_map_reduce_with(schedule, DEFAULT_LEAF, &xs, |x| *x, |a, b| a + b)
+                    .schedule(schedule)
+                    .map_reduce_leaves(DEFAULT_LEAF, &xs, |x| *x, |a, b| a + b)
                     .unwrap();
                 assert_eq!(
                     got.to_bits(),
@@ -641,8 +449,12 @@ mod tests {
     #[test]
     #[should_panic(expected = "leaf")]
     fn zero_leaf_panics() {
-        let _ =
-            test_pool(2).par_map_reduce_with(Schedule::Static, 0, 0..10usize, |i| i, |a, b| a + b);
+        let _ = test_pool(2).schedule(Schedule::Static).map_reduce_leaves(
+            0,
+            0..10usize,
+            |i| i,
+            |a, b| a + b,
+        );
     }
 
     #[test]
@@ -675,7 +487,7 @@ mod tests {
         ) {
             let pool = test_pool(workers);
             let map = |&x: &u32| u64::from(x);
-            let par = pool.par_map_reduce_with(Schedule::Dynamic(1), leaf, &v, map, |a, b| a + b);
+            let par = pool.schedule(Schedule::Dynamic(1)).map_reduce_leaves(leaf, &v, map, |a, b| a + b);
             prop_assert_eq!(par, serial_map_reduce(leaf, &v, map, |a, b| a + b));
             let expected = (!v.is_empty()).then(|| v.iter().map(map).sum::<u64>());
             prop_assert_eq!(par, expected);

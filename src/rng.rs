@@ -55,15 +55,15 @@
 //! # Example: a reproducible π estimate
 //!
 //! ```
-//! use parview::pool::Pool;
+//! use parview::Pool;
 //! use parview::rng::{block_range, BLOCK};
-//! use parview::schedule::Schedule;
+//! use parview::Schedule;
 //! use rand::RngExt;
 //!
 //! let n: usize = 20_000;
 //! let n_blocks = n.div_ceil(BLOCK);
 //! let pool = Pool::global();
-//! let hits_per_block = pool.par_blocks_rng(Schedule::Dynamic(1), 42, n_blocks, |rng, b| {
+//! let hits_per_block = pool.schedule(Schedule::Dynamic(1)).blocks_rng(42, n_blocks, |rng, b| {
 //!     block_range(b, n)
 //!         .filter(|_| {
 //!             let (x, y): (f64, f64) = (rng.random(), rng.random());
@@ -75,7 +75,7 @@
 //! assert!((pi - std::f64::consts::PI).abs() < 0.1);
 //!
 //! // Same seed, other schedule: bit-for-bit the same estimate.
-//! let again = pool.par_blocks_rng(Schedule::Static, 42, n_blocks, |rng, b| {
+//! let again = pool.schedule(Schedule::Static).blocks_rng(42, n_blocks, |rng, b| {
 //!     block_range(b, n)
 //!         .filter(|_| {
 //!             let (x, y): (f64, f64) = (rng.random(), rng.random());
@@ -156,8 +156,7 @@ pub fn stream(seed: u64, key: u64) -> ChaCha8Rng {
 /// assert!(block_range(2, n).is_empty());
 /// ```
 pub fn block_range(block: usize, n: usize) -> Range<usize> {
-    let start = block.saturating_mul(BLOCK).min(n);
-    start..start.saturating_add(BLOCK).min(n)
+    Schedule::chunk(n, BLOCK, block)
 }
 
 /// The family of streams belonging to one seed.
@@ -228,77 +227,30 @@ impl Streams {
     }
 }
 
-impl Pool {
-    /// Ordered map over `0..n` where item `i` receives its own random stream
-    /// [`stream(seed, i)`](stream): `output[i] = f(&mut stream(seed, i), i)`.
-    ///
-    /// The output depends only on `seed`, `n` and `f` — never on the worker
-    /// count or `schedule`.
-    ///
-    /// Cost: one ChaCha key setup and buffer refill per item (about 80 ns,
-    /// some 40 draws' worth). Fine for items that take microseconds; for
-    /// cheap items use [`Pool::par_blocks_rng`].
-    ///
-    /// ```
-    /// use parview::pool::Pool;
-    /// use parview::schedule::Schedule;
-    /// use rand::RngExt;
-    ///
-    /// let pool = Pool::global();
-    /// let a = pool.par_map_rng(Schedule::Static, 1, 8, |rng, _| rng.random_range(0..100u32));
-    /// let b = pool.par_map_rng(Schedule::Dynamic(1), 1, 8, |rng, _| rng.random_range(0..100u32));
-    /// assert_eq!(a, b);
-    /// ```
-    pub fn par_map_rng<F, R>(&self, schedule: Schedule, seed: u64, n: usize, f: F) -> Vec<R>
-    where
-        F: Fn(&mut ChaCha8Rng, usize) -> R + Sync,
-        R: Send,
-    {
-        let streams = Streams::new(seed);
-        self.par_map_with(schedule, 0..n, |i| f(&mut streams.for_item(i), i))
-    }
+/// `output[i] = f(&mut stream(seed, i), i)` for `i` in `0..n`, on `pool` with `schedule`.
+pub(crate) fn map_rng<F, R>(pool: &Pool, schedule: Schedule, seed: u64, n: usize, f: F) -> Vec<R>
+where
+    F: Fn(&mut ChaCha8Rng, usize) -> R + Sync,
+    R: Send,
+{
+    let streams = Streams::new(seed);
+    pool.sched_map(schedule, 0..n, |i| f(&mut streams.for_item(i), i))
+}
 
-    /// Ordered map over blocks `0..n_blocks` where block `b` receives the
-    /// stream [`Streams::new(seed).for_block(b)`](Streams::for_block):
-    /// `output[b] = f(&mut rng_b, b)`.
-    ///
-    /// Use it for cheap items: one stream setup per block, and inside `f` loop
-    /// over the block's items (e.g. with [`block_range`]) drawing from the
-    /// block's stream in order. As long as `n_blocks` and the items of each
-    /// block are fixed by your problem (not by the pool), the output is
-    /// independent of the worker count and `schedule`.
-    ///
-    /// # Panics
-    ///
-    /// If `n_blocks > 2^63`, or if `f` panics.
-    ///
-    /// ```
-    /// use parview::pool::Pool;
-    /// use parview::rng::block_range;
-    /// use parview::schedule::Schedule;
-    /// use rand::RngExt;
-    ///
-    /// let n: usize = 10_000;
-    /// let n_blocks = n.div_ceil(parview::rng::BLOCK);
-    /// let sums = Pool::global().par_blocks_rng(Schedule::Static, 3, n_blocks, |rng, b| {
-    ///     block_range(b, n).map(|_| rng.random::<f64>()).sum::<f64>()
-    /// });
-    /// assert_eq!(sums.len(), 3);
-    /// ```
-    pub fn par_blocks_rng<F, R>(
-        &self,
-        schedule: Schedule,
-        seed: u64,
-        n_blocks: usize,
-        f: F,
-    ) -> Vec<R>
-    where
-        F: Fn(&mut ChaCha8Rng, usize) -> R + Sync,
-        R: Send,
-    {
-        let streams = Streams::new(seed);
-        self.par_map_with(schedule, 0..n_blocks, |b| f(&mut streams.for_block(b), b))
-    }
+/// `output[b] = f(&mut Streams::new(seed).for_block(b), b)` for `b` in `0..n_blocks`.
+pub(crate) fn blocks_rng<F, R>(
+    pool: &Pool,
+    schedule: Schedule,
+    seed: u64,
+    n_blocks: usize,
+    f: F,
+) -> Vec<R>
+where
+    F: Fn(&mut ChaCha8Rng, usize) -> R + Sync,
+    R: Send,
+{
+    let streams = Streams::new(seed);
+    pool.sched_map(schedule, 0..n_blocks, |b| f(&mut streams.for_block(b), b))
 }
 
 #[cfg(test)]
@@ -378,9 +330,9 @@ mod tests {
         for workers in 1..=8 {
             let pool = test_pool(workers);
             for schedule in SCHEDULES {
-                let got = pool.par_map_rng(schedule, 77, n, |rng, i| {
-                    (i, rng.next_u64(), rng.random::<f64>())
-                });
+                let got = pool
+                    .schedule(schedule)
+                    .map_rng(77, n, |rng, i| (i, rng.next_u64(), rng.random::<f64>()));
                 assert_eq!(got, expected, "workers {workers}, {schedule:?}");
             }
         }
@@ -400,7 +352,7 @@ mod tests {
             let pool = test_pool(workers);
             for schedule in SCHEDULES {
                 assert_eq!(
-                    pool.par_blocks_rng(schedule, 8, n_blocks, body),
+                    pool.schedule(schedule).blocks_rng(8, n_blocks, body),
                     expected,
                     "workers {workers}, {schedule:?}"
                 );

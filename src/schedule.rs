@@ -1,8 +1,9 @@
 //! How the index range `0..n` of a map is cut into chunks.
 //!
 //! A [`Schedule`] names the rule, in OpenMP's vocabulary; the cutting itself is plain functions
-//! ([`static_block`], [`chunk`], [`guided_size`]) and the serial iterator [`Schedule::plan`],
-//! all testable without threads. At run time a `Dispenser` hands chunks to whichever participants
+//! ([`Schedule::static_block`], [`Schedule::chunk`], [`Schedule::guided_size`]) and the serial
+//! iterator [`Schedule::plan`], all testable without threads. These are the crate's only chunk
+//! formulas: reductions, random streams and the cluster cut with them too. At run time a `Dispenser` hands chunks to whichever participants
 //! ask, with one atomic operation per chunk and no lock or allocation.
 //!
 //! # Invariants (checked by property tests)
@@ -15,7 +16,7 @@
 //! * [`Schedule::Guided`]`(m)`: the next chunk has `max(ceil(remaining / P), m)` items (libgomp's
 //!   rule), capped by what remains.
 //! * [`Schedule::Adaptive`]: each participant starts with one item and grows its chunk (×2 to ×16) while a
-//!   chunk finishes in under [`ADAPTIVE_TARGET`], capped at `ceil(remaining / 2P)` so the tail
+//!   chunk finishes in under [`Schedule::ADAPTIVE_TARGET`], capped at `ceil(remaining / 2P)` so the tail
 //!   stays shareable.
 //! * `n = 0` dispatches nothing. A chunk size of 0 is a [`ScheduleError`].
 
@@ -31,7 +32,7 @@ use std::time::Duration;
 /// ```
 /// use parview::{Pool, Schedule};
 /// let pool = Pool::builder().workers(2).build().unwrap();
-/// let squares = pool.par_map_with(Schedule::Dynamic(64), 0..1000usize, |i| i * i);
+/// let squares = pool.schedule(Schedule::Dynamic(64)).map(0..1000usize, |i| i * i);
 /// assert_eq!(squares[999], 999 * 999);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -67,7 +68,7 @@ pub enum ScheduleError {
 /// measured on the Gaussian kernel, 20 µs chunks made collecting into a fresh `Vec` 1.2x slower
 /// than rayon (interleaved first-touch page faults), 100 µs brought it level. The tail still
 /// balances finely because chunks are also capped at `ceil(remaining / 2P)`.
-pub const ADAPTIVE_TARGET: Duration = Duration::from_micros(100);
+pub(crate) const ADAPTIVE_TARGET: Duration = Duration::from_micros(100);
 
 impl Default for Schedule {
     /// [`Schedule::Adaptive`], chosen by measurement (BENCHMARKS.md): within 1% of `Static` on
@@ -92,6 +93,56 @@ impl fmt::Display for Schedule {
 }
 
 impl Schedule {
+    /// Target busy time of one [`Adaptive`](Schedule::Adaptive) chunk (100 µs): long enough that
+    /// the per-chunk cost (one atomic and a clock read) is negligible.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(parview::Schedule::ADAPTIVE_TARGET.as_micros(), 100);
+    /// ```
+    pub const ADAPTIVE_TARGET: Duration = ADAPTIVE_TARGET;
+
+    /// Block `k` of `0..n` cut into `parts` contiguous blocks whose sizes differ by at most one
+    /// (the first `n % parts` blocks get one extra item): what [`Static`](Schedule::Static)
+    /// gives engine `k`, what a DirectView's static map gives its `k`-th engine, and what the
+    /// cluster gives rank `k`. The one static-block formula of the crate.
+    ///
+    /// # Examples
+    /// ```
+    /// use parview::Schedule;
+    /// assert_eq!(Schedule::static_block(10, 3, 0), 0..4);
+    /// assert_eq!(Schedule::static_block(10, 3, 2), 7..10);
+    /// ```
+    pub fn static_block(n: usize, parts: usize, k: usize) -> Range<usize> {
+        static_block(n, parts, k)
+    }
+
+    /// Chunk `j` of size `c` over `0..n` (the last one may be short; empty past the end): the
+    /// chunks of `StaticChunked(c)` and `Dynamic(c)`, the leaves of a reduction, the blocks of
+    /// [`rng`](crate::rng). The one fixed-size chunk formula of the crate.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(parview::Schedule::chunk(10, 4, 2), 8..10);
+    /// ```
+    pub fn chunk(n: usize, c: usize, j: usize) -> Range<usize> {
+        chunk(n, c, j)
+    }
+
+    /// libgomp's guided rule: the next chunk when `remaining` items are left for `parts` engines
+    /// with minimum chunk `min`: `max(ceil(remaining / parts), min)`, capped at `remaining`.
+    ///
+    /// # Examples
+    /// ```
+    /// use parview::Schedule;
+    /// assert_eq!(Schedule::guided_size(100, 4, 1), 25);
+    /// assert_eq!(Schedule::guided_size(3, 4, 2), 2);
+    /// assert_eq!(Schedule::guided_size(1, 4, 8), 1);
+    /// ```
+    pub fn guided_size(remaining: usize, parts: usize, min: usize) -> usize {
+        guided_size(remaining, parts, min)
+    }
+
     /// Checks the arguments: every chunk size must be at least 1.
     ///
     /// # Examples
@@ -155,13 +206,8 @@ impl Schedule {
 /// Block `k` of `0..n` cut into `parts` contiguous blocks whose sizes differ by at most one
 /// (the first `n % parts` blocks get one extra item).
 ///
-/// # Examples
-/// ```
-/// assert_eq!(parview::schedule::static_block(10, 3, 0), 0..4);
-/// assert_eq!(parview::schedule::static_block(10, 3, 2), 7..10);
-/// ```
 #[inline]
-pub fn static_block(n: usize, parts: usize, k: usize) -> Range<usize> {
+pub(crate) fn static_block(n: usize, parts: usize, k: usize) -> Range<usize> {
     let base = n / parts;
     let extra = n % parts;
     let start = k * base + k.min(extra);
@@ -171,12 +217,8 @@ pub fn static_block(n: usize, parts: usize, k: usize) -> Range<usize> {
 
 /// Chunk `j` of size `c` over `0..n` (the last one may be short; empty past the end).
 ///
-/// # Examples
-/// ```
-/// assert_eq!(parview::schedule::chunk(10, 4, 2), 8..10);
-/// ```
 #[inline]
-pub fn chunk(n: usize, c: usize, j: usize) -> Range<usize> {
+pub(crate) fn chunk(n: usize, c: usize, j: usize) -> Range<usize> {
     let start = j.saturating_mul(c).min(n);
     start..start.saturating_add(c).min(n)
 }
@@ -184,14 +226,8 @@ pub fn chunk(n: usize, c: usize, j: usize) -> Range<usize> {
 /// libgomp's guided rule: the next chunk when `remaining` items are left for `parts` engines
 /// with minimum chunk `min`: `max(ceil(remaining / parts), min)`, capped at `remaining`.
 ///
-/// # Examples
-/// ```
-/// assert_eq!(parview::schedule::guided_size(100, 4, 1), 25);
-/// assert_eq!(parview::schedule::guided_size(3, 4, 2), 2);
-/// assert_eq!(parview::schedule::guided_size(1, 4, 8), 1);
-/// ```
 #[inline]
-pub fn guided_size(remaining: usize, parts: usize, min: usize) -> usize {
+pub(crate) fn guided_size(remaining: usize, parts: usize, min: usize) -> usize {
     remaining.div_ceil(parts).max(min).min(remaining)
 }
 
@@ -209,6 +245,10 @@ enum Plan {
     Adaptive,
 }
 
+/// Dynamic maps use `fetch_add` claims only when `n · FAST_RACERS` fits in a `usize` (about
+/// 1.7·10^13 items on 64-bit targets); see [`Dispenser`].
+const FAST_RACERS: usize = 1 << 20;
+
 /// The cursor and the stop flag, on one cache line: a claim reads the flag right after its RMW
 /// on the cursor, from the line it just took.
 struct Cursor {
@@ -217,7 +257,7 @@ struct Cursor {
 }
 
 /// Hands out the chunks of one map at run time. Lock-free: one `fetch_add` (or one CAS for
-/// guided/adaptive, and for dynamic maps of more than `usize::MAX / (2P + 4)` items) per chunk
+/// guided/adaptive, and for dynamic maps of more than `usize::MAX / 2^20` items) per chunk
 /// on a cache-padded cursor. For `Static`/`StaticChunked` the cursor counts engine slots; a
 /// participant that claims slot `k` runs all of slot `k`'s chunks.
 ///
@@ -230,12 +270,13 @@ struct Cursor {
 /// still run (their claim was made before the stop).
 ///
 /// Every claimed range, run or revoked, lies below the cursor, so after the map the never
-/// claimed rest is `cursor..n`. `fetch_add` moves the cursor past `n` by at most one chunk per
-/// failing claim; a participant makes at most two failing claims per map (work alone, then
-/// shared), there are at most `P + 1` participants, and chunks are clamped to `n`, so the
-/// cursor stays below `n · (2P + 4)`: `fetch_add` is used only when that fits in a `usize`, a
-/// CAS loop (which never passes `n`) otherwise. Static cursors count slots and stay below
-/// `3P + 2`.
+/// claimed rest is `cursor..n`. A `fetch_add` that lands past `n` gives its chunk back at once
+/// (`fetch_sub`, on the failing path only), so failing claims never accumulate: the cursor
+/// passes `n` by at most one chunk (at most `n`, chunks being clamped to `n`) per thread that
+/// is between those two steps at the same moment. `fetch_add` is used only when `n` times
+/// `FAST_RACERS` (2^20 such threads, more than any process holds) fits in a `usize`; longer
+/// maps claim with a CAS loop, which never moves the cursor past `n`. Static cursors count
+/// slots, one per claim: they cannot come near overflow.
 ///
 /// A `StaticChunked` slot cut short by a stop records where (`cuts[slot]`, a chunk index);
 /// [`unclaimed`](Dispenser::unclaimed) turns the cuts into ranges, merging what it can, so the
@@ -309,9 +350,7 @@ impl Dispenser {
             Schedule::StaticChunked(c) => Plan::Cyclic(clamp(c)),
             Schedule::Dynamic(c) => Plan::Dynamic {
                 c: clamp(c),
-                fast: n
-                    .checked_mul(parts.saturating_mul(2).saturating_add(4))
-                    .is_some(),
+                fast: n.checked_mul(FAST_RACERS).is_some(),
             },
             Schedule::Guided(m) => Plan::Guided(clamp(m)),
             Schedule::Adaptive => Plan::Adaptive,
@@ -432,6 +471,8 @@ impl Dispenser {
             Plan::Dynamic { c, fast: true } => {
                 let s = pos.fetch_add(c, Ordering::AcqRel);
                 if s >= n {
+                    // Past the end: give the chunk back, so that failing claims never add up.
+                    pos.fetch_sub(c, Ordering::AcqRel);
                     return None;
                 }
                 self.keep(s..(s + c).min(n), &mut holes).map(|r| (None, r))

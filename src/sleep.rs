@@ -34,7 +34,7 @@
 //!
 //! The "flag" is a three-valued `state[w]`: `AWAKE` (false), `SHARED` (true, counted in
 //! `sleepers`) and `MAILBOX_ONLY`: an engine nested so deep in waits that it no longer takes
-//! shareable work ([`HELP_DEPTH`](crate::pool::HELP_DEPTH)) announces itself with step 1
+//! shareable work ([`HELP_DEPTH`](crate::HELP_DEPTH)) announces itself with step 1
 //! only (`state[w] := MAILBOX_ONLY`, no count). Shared producers claim only `SHARED` engines
 //! (step 3 is `compare_exchange(SHARED, AWAKE)`); mailbox producers and the events an engine
 //! waits for swap any state to `AWAKE` and unpark it if it was not awake (decrementing the
@@ -101,7 +101,7 @@ const AWAKE: usize = 0;
 /// `state[w]`: announced asleep, and will run shareable work when woken (counted in `sleepers`).
 const SHARED: usize = 1;
 /// `state[w]`: announced asleep, but only for its own mailbox and what it waits for: a waiting
-/// engine nested [`HELP_DEPTH`](crate::pool::HELP_DEPTH) deep takes no shareable work, so
+/// engine nested [`HELP_DEPTH`](crate::HELP_DEPTH) deep takes no shareable work, so
 /// it must not be counted or claimed for it (a shared producer would waste its one wake-up on it).
 const MAILBOX_ONLY: usize = 2;
 

@@ -147,7 +147,7 @@ pub struct DirectView<'p> {
 /// let dv = pool.direct();
 /// let counters = dv.init(|_engine| 0u64);
 /// for _ in 0..5 {
-///     dv.apply_with(&counters, |_, c| *c += 1);
+///     dv.apply_with_state(&counters, |_, c| *c += 1);
 /// }
 /// assert_eq!(dv.pull(&counters), vec![5, 5]);
 /// ```
@@ -365,7 +365,7 @@ impl<'p> DirectView<'p> {
     /// let pool = parview::Pool::builder().workers(2).build().unwrap();
     /// let dv = pool.direct();
     /// let rngs = dv.init(|e| parview::rng::stream(2017, e as u64));
-    /// let draws = dv.apply_with(&rngs, |_, rng| rng.random::<f64>());
+    /// let draws = dv.apply_with_state(&rngs, |_, rng| rng.random::<f64>());
     /// assert_eq!(draws.len(), 2);
     /// ```
     pub fn init<S, F>(&self, init: F) -> EngineState<S>
@@ -411,10 +411,10 @@ impl<'p> DirectView<'p> {
     /// let pool = parview::Pool::builder().workers(2).build().unwrap();
     /// let dv = pool.direct();
     /// let buf = dv.init(|_| Vec::<u32>::new());
-    /// dv.apply_with(&buf, |e, v| v.push(e as u32));
+    /// dv.apply_with_state(&buf, |e, v| v.push(e as u32));
     /// assert_eq!(dv.pull(&buf), vec![vec![0], vec![1]]);
     /// ```
-    pub fn apply_with<S, R, F>(&self, state: &EngineState<S>, f: F) -> Vec<R>
+    pub fn apply_with_state<S, R, F>(&self, state: &EngineState<S>, f: F) -> Vec<R>
     where
         S: Send,
         R: Send,
@@ -427,7 +427,7 @@ impl<'p> DirectView<'p> {
     /// Static map where engine `targets[k]` runs block `k` with `&mut` its own value.
     ///
     /// # Panics
-    /// As [`apply_with`](Self::apply_with); a panicking item is reported by its input index
+    /// As [`apply_with_state`](Self::apply_with_state); a panicking item is reported by its input index
     /// after all other items ran.
     ///
     /// # Examples
@@ -435,11 +435,11 @@ impl<'p> DirectView<'p> {
     /// let pool = parview::Pool::builder().workers(2).build().unwrap();
     /// let dv = pool.direct();
     /// let seen = dv.init(|_| 0usize);
-    /// let v = dv.map_with(&seen, 0..10u32, |count, i| { *count += 1; i * 3 });
+    /// let v = dv.map_with_state(&seen, 0..10u32, |count, i| { *count += 1; i * 3 });
     /// assert_eq!(v[9], 27);
     /// assert_eq!(dv.pull(&seen).iter().sum::<usize>(), 10);
     /// ```
-    pub fn map_with<S, I, R, F>(&self, state: &EngineState<S>, input: I, f: F) -> Vec<R>
+    pub fn map_with_state<S, I, R, F>(&self, state: &EngineState<S>, input: I, f: F) -> Vec<R>
     where
         S: Send,
         I: IntoMapInput,
@@ -466,7 +466,7 @@ impl<'p> DirectView<'p> {
     /// The values of per-engine state, in view order (ipyparallel's `pull`).
     ///
     /// # Panics
-    /// As [`apply_with`](Self::apply_with) for a `state` that does not fit the view.
+    /// As [`apply_with_state`](Self::apply_with_state) for a `state` that does not fit the view.
     ///
     /// # Examples
     /// ```
@@ -510,7 +510,7 @@ impl<'p> DirectView<'p> {
     /// let pool = parview::Pool::builder().workers(2).build().unwrap();
     /// let dv = pool.direct();
     /// let pieces = dv.scatter(&[1.0, 2.0, 3.0, 4.0]);
-    /// dv.apply_with(&pieces, |_, v| v.iter_mut().for_each(|x| *x *= 10.0));
+    /// dv.apply_with_state(&pieces, |_, v| v.iter_mut().for_each(|x| *x *= 10.0));
     /// assert_eq!(dv.gather(&pieces), vec![10.0, 20.0, 30.0, 40.0]);
     /// ```
     pub fn gather<T: Clone>(&self, state: &EngineState<Vec<T>>) -> Vec<T> {
@@ -610,10 +610,11 @@ pub struct ReturnExceptions<'p> {
 }
 
 impl<'p> LoadBalancedView<'p> {
-    /// Sets the schedule (default [`Schedule::Adaptive`]).
+    /// Sets the schedule (default [`Schedule::Adaptive`]) for every map of this view.
     ///
-    /// # Panics
-    /// If the schedule is invalid (a chunk of 0; the message names `chunk`).
+    /// An invalid schedule (a chunk of 0) is reported by the call that uses it, before anything
+    /// runs: [`try_map`](Self::try_map) and the async maps give [`MapError::Schedule`], the
+    /// other maps panic with a message naming `chunk`.
     ///
     /// # Examples
     /// ```
@@ -622,9 +623,6 @@ impl<'p> LoadBalancedView<'p> {
     /// assert_eq!(lb.get_schedule(), parview::Schedule::Guided(2));
     /// ```
     pub fn schedule(mut self, schedule: Schedule) -> Self {
-        if let Err(e) = schedule.validate() {
-            panic!("parview: {e}");
-        }
         self.schedule = schedule;
         self
     }
@@ -661,11 +659,11 @@ impl<'p> LoadBalancedView<'p> {
     /// # Examples
     /// ```
     /// let pool = parview::Pool::builder().workers(2).build().unwrap();
-    /// let v = pool.load_balanced().progress("squares").map(0..10_000u64, |i| i * i);
+    /// let v = pool.load_balanced().progress_bar("squares").map(0..10_000u64, |i| i * i);
     /// assert_eq!(v[9_999], 9_999 * 9_999);
     /// ```
     #[cfg(feature = "progress")]
-    pub fn progress(mut self, label: &str) -> Self {
+    pub fn progress_bar(mut self, label: &str) -> Self {
         self.progress = Some(Arc::from(label));
         self
     }
@@ -713,7 +711,7 @@ impl<'p> LoadBalancedView<'p> {
             bar.finish();
             return v.unwrap_or_else(|e| raise(e, n));
         }
-        self.pool.par_map_with(self.schedule, input, f)
+        self.pool.sched_map(self.schedule, input, f)
     }
 
     /// [`map`](Self::map) that also returns the per-chunk [`Timeline`].
@@ -749,6 +747,209 @@ impl<'p> LoadBalancedView<'p> {
         })
     }
 
+    /// A fallible map with the view's schedule: the first error by index is returned and no new
+    /// chunk starts after an error; panics come back as [`MapError::Panicked`].
+    ///
+    /// # Errors
+    /// As [`Pool::try_par_map`].
+    ///
+    /// # Examples
+    /// ```
+    /// use parview::{MapError, Pool, Schedule};
+    /// let pool = Pool::builder().workers(2).build().unwrap();
+    /// let lb = pool.schedule(Schedule::Dynamic(1));
+    /// let r = lb.try_map(0..10u32, |i| if i == 7 { Err("seven") } else { Ok(i) });
+    /// assert!(matches!(r, Err(MapError::Failed { index: 7, .. })));
+    /// ```
+    pub fn try_map<I, R, E, F>(&self, input: I, f: F) -> Result<Vec<R>, MapError<E>>
+    where
+        I: IntoMapInput,
+        F: Fn(I::Item) -> Result<R, E> + Sync,
+        R: Send,
+        E: Send,
+    {
+        self.pool.sched_try_map(self.schedule, input, f)
+    }
+
+    /// Writes `f(item i)` into `out[i]` with the view's schedule (as [`Pool::par_map_into`]).
+    ///
+    /// # Panics
+    /// As [`Pool::par_map_into`].
+    ///
+    /// # Examples
+    /// ```
+    /// use parview::{Pool, Schedule};
+    /// let pool = Pool::builder().workers(2).build().unwrap();
+    /// let mut out = vec![0u64; 1000];
+    /// pool.schedule(Schedule::Static).map_into(0..1000u64, &mut out, |i| 2 * i + 1);
+    /// assert_eq!(out[999], 1999);
+    /// ```
+    pub fn map_into<I, R, F>(&self, input: I, out: &mut [R], f: F)
+    where
+        I: IntoMapInput,
+        F: Fn(I::Item) -> R + Sync,
+        R: Send,
+    {
+        self.pool.sched_map_into(self.schedule, input, out, f)
+    }
+
+    /// Runs `f` on every item for its side effects, with the view's schedule.
+    ///
+    /// # Panics
+    /// As [`Pool::par_for_each`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let sum = AtomicU64::new(0);
+    /// pool.schedule(parview::Schedule::Guided(8))
+    ///     .for_each(1..=100u64, |i| { sum.fetch_add(i, Ordering::Relaxed); });
+    /// assert_eq!(sum.into_inner(), 5050);
+    /// ```
+    pub fn for_each<I, F>(&self, input: I, f: F)
+    where
+        I: IntoMapInput,
+        F: Fn(I::Item) + Sync,
+    {
+        self.pool.sched_for_each(self.schedule, input, f)
+    }
+
+    /// Deterministic map-reduce with the view's schedule (see [`Pool::par_map_reduce`]): the
+    /// schedule decides who computes a leaf, never the result.
+    ///
+    /// # Panics
+    /// As [`Pool::par_map_reduce`].
+    ///
+    /// # Examples
+    /// ```
+    /// use parview::{Pool, Schedule};
+    /// let pool = Pool::builder().workers(2).build().unwrap();
+    /// let xs: Vec<f64> = (0..10_000).map(|i| 1.0 / (1.0 + i as f64)).collect();
+    /// let a = pool.schedule(Schedule::Static).map_reduce(&xs, |x| x * x, |a, b| a + b);
+    /// let b = pool.schedule(Schedule::Dynamic(1)).map_reduce(&xs, |x| x * x, |a, b| a + b);
+    /// assert_eq!(a.unwrap().to_bits(), b.unwrap().to_bits());
+    /// ```
+    pub fn map_reduce<I, M, O, R>(&self, input: I, map: M, op: O) -> Option<R>
+    where
+        I: IntoMapInput,
+        M: Fn(I::Item) -> R + Sync,
+        O: Fn(R, R) -> R + Sync,
+        R: Send,
+    {
+        self.map_reduce_leaves(crate::reduce::DEFAULT_LEAF, input, map, op)
+    }
+
+    /// [`map_reduce`](Self::map_reduce) with leaves of `leaf` items instead of
+    /// [`DEFAULT_LEAF`](crate::reduce::DEFAULT_LEAF): the leaf size is part of the tree, so it
+    /// changes float results; the result equals
+    /// [`serial_map_reduce`](crate::reduce::serial_map_reduce)`(leaf, ..)` bit for bit.
+    ///
+    /// # Panics
+    /// If `leaf == 0` (the message names `leaf`), or as [`Pool::par_map_reduce`].
+    ///
+    /// # Examples
+    /// ```
+    /// use parview::{Pool, Schedule};
+    /// let pool = Pool::builder().workers(2).build().unwrap();
+    /// let concat = |a, b| format!("({a}{b})");
+    /// let shape = pool.schedule(Schedule::Static).map_reduce_leaves(2, 0..5usize, |i| i.to_string(), concat);
+    /// assert_eq!(shape.as_deref(), Some("(((01)(23))4)"));
+    /// ```
+    pub fn map_reduce_leaves<I, M, O, R>(&self, leaf: usize, input: I, map: M, op: O) -> Option<R>
+    where
+        I: IntoMapInput,
+        M: Fn(I::Item) -> R + Sync,
+        O: Fn(R, R) -> R + Sync,
+        R: Send,
+    {
+        crate::reduce::map_reduce(self.pool, self.schedule, leaf, input, map, op)
+    }
+
+    /// Deterministic reduction of the items themselves, with the view's schedule (see
+    /// [`Pool::par_reduce`]).
+    ///
+    /// # Panics
+    /// As [`Pool::par_reduce`].
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// assert_eq!(pool.load_balanced().reduce(3..9usize, usize::min), Some(3));
+    /// ```
+    pub fn reduce<I, T, O>(&self, input: I, op: O) -> Option<T>
+    where
+        I: IntoMapInput,
+        I::Item: std::borrow::Borrow<T>,
+        T: Clone + Send,
+        O: Fn(T, T) -> T + Sync,
+    {
+        use std::borrow::Borrow;
+        self.map_reduce(input, |x| x.borrow().clone(), op)
+    }
+
+    /// Deterministic sum with the view's schedule (see [`Pool::par_sum`]).
+    ///
+    /// # Panics
+    /// As [`Pool::par_sum`].
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let s: f64 = pool.schedule(parview::Schedule::Static).sum(&vec![0.1; 1000]);
+    /// assert_eq!(s, pool.par_sum::<_, f64>(&vec![0.1; 1000]));
+    /// ```
+    pub fn sum<I, T>(&self, input: I) -> T
+    where
+        I: IntoMapInput,
+        I::Item: std::borrow::Borrow<T>,
+        T: crate::reduce::Summable,
+    {
+        use std::borrow::Borrow;
+        self.map_reduce(input, |x| x.borrow().clone(), |a, b| a + b)
+            .unwrap_or(T::ZERO)
+    }
+
+    /// [`Pool::par_map_rng`] with the view's schedule (the output does not depend on it).
+    ///
+    /// # Panics
+    /// As [`Pool::par_map_rng`].
+    ///
+    /// # Examples
+    /// ```
+    /// use parview::{Pool, Schedule, rand::RngExt};
+    /// let pool = Pool::builder().workers(2).build().unwrap();
+    /// let a = pool.schedule(Schedule::Dynamic(1)).map_rng(7, 4, |rng, _| rng.random::<u8>());
+    /// assert_eq!(a, pool.par_map_rng(7, 4, |rng, _| rng.random::<u8>()));
+    /// ```
+    pub fn map_rng<F, R>(&self, seed: u64, n: usize, f: F) -> Vec<R>
+    where
+        F: Fn(&mut rand_chacha::ChaCha8Rng, usize) -> R + Sync,
+        R: Send,
+    {
+        crate::rng::map_rng(self.pool, self.schedule, seed, n, f)
+    }
+
+    /// [`Pool::par_blocks_rng`] with the view's schedule (the output does not depend on it).
+    ///
+    /// # Panics
+    /// As [`Pool::par_blocks_rng`].
+    ///
+    /// # Examples
+    /// ```
+    /// use parview::{Pool, Schedule, rand::RngExt};
+    /// let pool = Pool::builder().workers(2).build().unwrap();
+    /// let a = pool.schedule(Schedule::Static).blocks_rng(7, 3, |rng, _| rng.random::<u8>());
+    /// assert_eq!(a, pool.par_blocks_rng(7, 3, |rng, _| rng.random::<u8>()));
+    /// ```
+    pub fn blocks_rng<F, R>(&self, seed: u64, n_blocks: usize, f: F) -> Vec<R>
+    where
+        F: Fn(&mut rand_chacha::ChaCha8Rng, usize) -> R + Sync,
+        R: Send,
+    {
+        crate::rng::blocks_rng(self.pool, self.schedule, seed, n_blocks, f)
+    }
+
     /// Runs one task and returns its result (the calling thread runs it: it would wait anyway).
     ///
     /// # Panics
@@ -765,14 +966,12 @@ impl<'p> LoadBalancedView<'p> {
         F: FnOnce() -> R + Send,
     {
         let f = Mutex::new(Some(f));
-        let mut v = self
-            .pool
-            .par_map_with(Schedule::Dynamic(1), 0..1usize, |_| {
-                (f.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take()
-                    .expect("runs once"))()
-            });
+        let mut v = self.pool.sched_map(Schedule::Dynamic(1), 0..1usize, |_| {
+            (f.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .expect("runs once"))()
+        });
         v.pop().expect("one result")
     }
 
@@ -885,6 +1084,9 @@ impl<'p> LoadBalancedView<'p> {
     }
 
     fn stream_schedule(&self) -> Schedule {
+        if let Err(e) = self.schedule.validate() {
+            panic!("parview: {e}");
+        }
         if self.schedule == Schedule::default() {
             Schedule::Dynamic(1)
         } else {
@@ -909,6 +1111,9 @@ impl<'p> ReturnExceptions<'p> {
         F: Fn(I::Item) -> R + Sync,
     {
         let v = &self.view;
+        if let Err(e) = v.schedule.validate() {
+            panic!("parview: {e}");
+        }
         let input = input.into_map_input();
         let n = input.len();
         let mut out = match crate::map::sink::alloc_output::<Result<R, ItemError>, Infallible>(n) {
@@ -950,6 +1155,9 @@ impl<'p> ReturnExceptions<'p> {
         F: Fn(I::Item) -> R + Send + Sync + 'static,
     {
         let v = &self.view;
+        if let Err(e) = v.schedule.validate() {
+            return AsyncResult::from_core(Arc::new(Refused::new(e.into())));
+        }
         let input = input.into_map_input();
         match ResultsOut::new(input.len()) {
             Ok(out) => AsyncResult::from_core(crate::map::run::start(
@@ -985,6 +1193,9 @@ where
     R: Send + 'static,
     F: Fn(I::Item) -> R + Send + Sync + 'static,
 {
+    if let Err(e) = spec.schedule.validate() {
+        return AsyncResult::from_core(Arc::new(Refused::new(e.into())));
+    }
     let input = input.into_map_input();
     match VecOut::new(input.len()) {
         Ok(out) => AsyncResult::from_core(crate::map::run::start(

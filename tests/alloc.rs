@@ -105,7 +105,7 @@ fn allocations_do_not_grow_with_the_number_of_items() {
                     &mut failures,
                     &format!("P={p} par_map_with {s:?}"),
                     |n| {
-                        let v = pool.par_map_with(s, 0..n, work);
+                        let v = pool.schedule(s).map(0..n, work);
                         assert_eq!(v.len() as u64, n);
                     },
                 );
@@ -115,7 +115,8 @@ fn allocations_do_not_grow_with_the_number_of_items() {
                     &mut failures,
                     &format!("P={p} par_map_into_with {s:?}"),
                     |n| {
-                        pool.par_map_into_with(s, 0..n, &mut out[..n as usize], work);
+                        pool.schedule(s)
+                            .map_into(0..n, &mut out[..n as usize], work);
                     },
                 );
                 compare(
@@ -124,7 +125,8 @@ fn allocations_do_not_grow_with_the_number_of_items() {
                     &format!("P={p} try_par_map_with {s:?}"),
                     |n| {
                         let v = pool
-                            .try_par_map_with(s, 0..n, |i| Ok::<u64, ()>(work(i)))
+                            .schedule(s)
+                            .try_map(0..n, |i| Ok::<u64, ()>(work(i)))
                             .unwrap();
                         assert_eq!(v.len() as u64, n);
                     },
@@ -233,7 +235,7 @@ fn allocations_do_not_grow_with_the_number_of_items() {
                 |n| {
                     // Per-engine result pieces are one allocation per engine, not per item.
                     assert_eq!(
-                        dv.map_with(&st, 0..n, |s, i| {
+                        dv.map_with_state(&st, 0..n, |s, i| {
                             *s += 1;
                             work(i)
                         })

@@ -31,41 +31,44 @@ fn output_order_equals_input_order_for_every_schedule_pool_and_input_kind() {
 
                     // &[T]
                     assert_eq!(
-                        pool.par_map_with(s, &data[..], |&x| f(x)),
+                        pool.schedule(s).map(&data[..], |&x| f(x)),
                         want,
                         "slice {ctx}"
                     );
                     // &Vec<T>
-                    assert_eq!(pool.par_map_with(s, &data, |&x| f(x)), want, "&Vec {ctx}");
+                    assert_eq!(pool.schedule(s).map(&data, |&x| f(x)), want, "&Vec {ctx}");
                     // Vec<String> (owned, non-Copy items)
                     let strings: Vec<String> = data.iter().map(|i| format!("s{i}")).collect();
-                    let got = pool.par_map_with(s, strings, |st| st + "!");
+                    let got = pool.schedule(s).map(strings, |st| st + "!");
                     let want_s: Vec<String> = data.iter().map(|i| format!("s{i}!")).collect();
                     assert_eq!(got, want_s, "Vec<String> {ctx}");
                     // Range
-                    assert_eq!(pool.par_map_with(s, 0..n as u64, f), want, "range {ctx}");
+                    assert_eq!(pool.schedule(s).map(0..n as u64, f), want, "range {ctx}");
                     // RangeInclusive (an empty one for n = 0)
                     let ri = if n == 0 {
                         assert!(
-                            pool.par_map_with(s, std::hint::black_box(5u64)..=4, f)
+                            pool.schedule(s)
+                                .map(std::hint::black_box(5u64)..=4, f)
                                 .is_empty(),
                             "{ctx}"
                         );
                         Vec::new()
                     } else {
-                        pool.par_map_with(s, 0..=(n as u64 - 1), f)
+                        pool.schedule(s).map(0..=(n as u64 - 1), f)
                     };
                     assert_eq!(ri, want, "range inclusive {ctx}");
                     // Offset signed range
-                    let signed = pool.par_map_with(s, -3i32..(n as i32 - 3), |i| i * 2);
+                    let signed = pool.schedule(s).map(-3i32..(n as i32 - 3), |i| i * 2);
                     let want_signed: Vec<i32> = (-3i32..(n as i32 - 3)).map(|i| i * 2).collect();
                     assert_eq!(signed, want_signed, "signed range {ctx}");
                     // par_map_into
                     let mut out = vec![u64::MAX; n];
-                    pool.par_map_into_with(s, &data, &mut out, |&x| f(x));
+                    pool.schedule(s).map_into(&data, &mut out, |&x| f(x));
                     assert_eq!(out, want, "par_map_into {ctx}");
                     // try_par_map (all Ok)
-                    let t = pool.try_par_map_with(s, 0..n as u64, |i| Ok::<_, String>(f(i)));
+                    let t = pool
+                        .schedule(s)
+                        .try_map(0..n as u64, |i| Ok::<_, String>(f(i)));
                     assert_eq!(t, Ok(want.clone()), "try_par_map {ctx}");
                 }
             }
@@ -95,7 +98,9 @@ fn free_functions_keep_input_order() {
     within(60, || {
         let v = parview::par_map(0..2000u64, f);
         assert_eq!(v, (0..2000u64).map(f).collect::<Vec<_>>());
-        let v = parview::par_map_with(Schedule::Guided(3), vec![5u8; 300], |x| x as u32 + 1);
+        let v = parview::Pool::global()
+            .schedule(Schedule::Guided(3))
+            .map(vec![5u8; 300], |x| x as u32 + 1);
         assert_eq!(v, vec![6u32; 300]);
         let mut out = vec![0u64; 1000];
         parview::par_map_into(0..1000u64, &mut out, f);
@@ -137,14 +142,16 @@ fn nested_par_map_three_deep_on_same_pool_completes() {
             // Several schedules at every level, on the same pool.
             let mut sums = vec![nested_three_deep(&pool)];
             for &s in &SCHEDULES {
-                let v = pool.par_map_with(s, 0..3u64, |a| {
-                    pool.par_map_with(s, 0..5u64, |b| {
-                        pool.par_map_with(s, 0..6u64, |c| a + b + c)
-                            .iter()
-                            .sum::<u64>()
-                    })
-                    .iter()
-                    .sum::<u64>()
+                let v = pool.schedule(s).map(0..3u64, |a| {
+                    pool.schedule(s)
+                        .map(0..5u64, |b| {
+                            pool.schedule(s)
+                                .map(0..6u64, |c| a + b + c)
+                                .iter()
+                                .sum::<u64>()
+                        })
+                        .iter()
+                        .sum::<u64>()
                 });
                 sums.push(v.iter().sum());
             }
@@ -288,7 +295,7 @@ fn panicking_items_every_item_runs_once_and_the_lowest_index_is_reported() {
             let pool = pool(p);
             let runs = counters(N_PANIC);
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                pool.par_map_with(s, 0..N_PANIC, |i| {
+                pool.schedule(s).map(0..N_PANIC, |i| {
                     runs[i].fetch_add(1, Ordering::Relaxed);
                     if is_bad(i) {
                         panic!("boom at {i}");
@@ -320,7 +327,7 @@ fn panicking_items_every_item_runs_once_and_the_lowest_index_is_reported() {
 
             // try_par_map reports it as a value.
             let runs2 = counters(N_PANIC);
-            let r = pool.try_par_map_with(s, 0..N_PANIC, |i| {
+            let r = pool.schedule(s).try_map(0..N_PANIC, |i| {
                 runs2[i].fetch_add(1, Ordering::Relaxed);
                 if is_bad(i) {
                     panic!("boom at {i}");
@@ -345,7 +352,7 @@ fn panicking_items_every_item_runs_once_and_the_lowest_index_is_reported() {
 
             // The same pool keeps working.
             for k in 0..100u64 {
-                let v = pool.par_map_with(s, 0..(k + 50), |i| i + k);
+                let v = pool.schedule(s).map(0..(k + 50), |i| i + k);
                 assert_eq!(v, (0..(k + 50)).map(|i| i + k).collect::<Vec<_>>());
             }
         }
@@ -395,7 +402,7 @@ fn try_par_map_returns_lowest_failing_index_among_those_that_ran() {
             let pool = pool(p);
             for &s in &SCHEDULES {
                 let runs = counters(10_000);
-                let r = pool.try_par_map_with(s, 0..10_000usize, |i| {
+                let r = pool.schedule(s).try_map(0..10_000usize, |i| {
                     runs[i].fetch_add(1, Ordering::Relaxed);
                     if bad.contains(&i) { Err(i * 3) } else { Ok(i) }
                 });
@@ -428,10 +435,12 @@ fn try_par_map_starts_no_new_chunk_after_an_error() {
         // One worker: the caller runs alone, item by item.
         let pool1 = pool(1);
         let runs = counters(10_000);
-        let r = pool1.try_par_map_with(Schedule::Dynamic(1), 0..10_000usize, |i| {
-            runs[i].fetch_add(1, Ordering::Relaxed);
-            if i == 500 { Err("stop") } else { Ok(i) }
-        });
+        let r = pool1
+            .schedule(Schedule::Dynamic(1))
+            .try_map(0..10_000usize, |i| {
+                runs[i].fetch_add(1, Ordering::Relaxed);
+                if i == 500 { Err("stop") } else { Ok(i) }
+            });
         assert_eq!(
             r,
             Err(MapError::Failed {
@@ -455,21 +464,23 @@ fn try_par_map_starts_no_new_chunk_after_an_error() {
             let pool = pool(p);
             let runs = counters(10_000);
             let failed = std::sync::atomic::AtomicBool::new(false);
-            let r = pool.try_par_map_with(Schedule::Dynamic(1), 0..10_000usize, |i| {
-                runs[i].fetch_add(1, Ordering::Relaxed);
-                if i > 500 {
-                    while !failed.load(Ordering::Acquire) {
-                        std::thread::yield_now();
+            let r = pool
+                .schedule(Schedule::Dynamic(1))
+                .try_map(0..10_000usize, |i| {
+                    runs[i].fetch_add(1, Ordering::Relaxed);
+                    if i > 500 {
+                        while !failed.load(Ordering::Acquire) {
+                            std::thread::yield_now();
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(2));
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(2));
-                }
-                if i == 500 {
-                    failed.store(true, Ordering::Release);
-                    Err("stop")
-                } else {
-                    Ok(i)
-                }
-            });
+                    if i == 500 {
+                        failed.store(true, Ordering::Release);
+                        Err("stop")
+                    } else {
+                        Ok(i)
+                    }
+                });
             assert!(
                 matches!(r, Err(MapError::Failed { index: 500, .. })),
                 "P={p}"
@@ -567,7 +578,7 @@ fn owned_input_and_outputs_are_dropped_exactly_once() {
                 let ctx = format!("P={p} {s:?}");
                 // Normal map.
                 let log = Log::new(n);
-                let v = pool.par_map_with(s, inputs(&log, n), produce);
+                let v = pool.schedule(s).map(inputs(&log, n), produce);
                 assert_eq!(v.len(), n);
                 assert!(v.iter().enumerate().all(|(k, o)| o.i == k));
                 drop(v);
@@ -576,7 +587,7 @@ fn owned_input_and_outputs_are_dropped_exactly_once() {
                 // Panicking map.
                 let log = Log::new(n);
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    pool.par_map_with(s, inputs(&log, n), |x| {
+                    pool.schedule(s).map(inputs(&log, n), |x| {
                         if x.i % 97 == 5 {
                             panic!("drop-test {}", x.i);
                         }
@@ -588,7 +599,7 @@ fn owned_input_and_outputs_are_dropped_exactly_once() {
 
                 // try_ map stopped early by an Err.
                 let log = Log::new(n);
-                let r = pool.try_par_map_with(s, inputs(&log, n), |x| {
+                let r = pool.schedule(s).try_map(inputs(&log, n), |x| {
                     if x.i == n / 3 || x.i == n - 2 {
                         Err(x.i)
                     } else {
@@ -601,7 +612,7 @@ fn owned_input_and_outputs_are_dropped_exactly_once() {
 
                 // try_ map with a panic and an error.
                 let log = Log::new(n);
-                let r = pool.try_par_map_with(s, inputs(&log, n), |x| {
+                let r = pool.schedule(s).try_map(inputs(&log, n), |x| {
                     if x.i == 10 {
                         panic!("p10");
                     }
@@ -631,7 +642,7 @@ fn owned_input_and_outputs_are_dropped_exactly_once() {
             let log = Log::new(n);
             let dv = pool.direct();
             let st = dv.init(|_| 0usize);
-            let v = dv.map_with(&st, inputs(&log, n), |c, x| {
+            let v = dv.map_with_state(&st, inputs(&log, n), |c, x| {
                 *c += 1;
                 produce(x)
             });
@@ -754,7 +765,7 @@ fn sixteen_threads_submitting_200_maps_each_to_one_pool() {
                         for k in 0..200u64 {
                             let s = SCHEDULES[(t + k) as usize % SCHEDULES.len()];
                             let n = (t * 7 + k) % 64 + 1;
-                            let v = pool.par_map_with(s, 0..n, |i| i * t + k);
+                            let v = pool.schedule(s).map(0..n, |i| i * t + k);
                             assert_eq!(
                                 v,
                                 (0..n).map(|i| i * t + k).collect::<Vec<_>>(),
@@ -854,7 +865,7 @@ fn zero_chunk_schedules_are_named_errors_or_panics() {
         Schedule::StaticChunked(0),
         Schedule::Guided(0),
     ] {
-        let r = pool.try_par_map_with(s, 0..10u32, Ok::<_, String>);
+        let r = pool.schedule(s).try_map(0..10u32, Ok::<_, String>);
         match r {
             Err(MapError::Schedule(ScheduleError::ZeroChunk { .. })) => {}
             other => panic!("{s:?}: expected MapError::Schedule, got {other:?}"),
@@ -862,23 +873,33 @@ fn zero_chunk_schedules_are_named_errors_or_panics() {
         let e = r.unwrap_err();
         assert!(e.to_string().contains("chunk"), "{e}");
         // Also on empty input.
-        let r = pool.try_par_map_with(s, 0..0u32, Ok::<_, ()>);
+        let r = pool.schedule(s).try_map(0..0u32, Ok::<_, ()>);
         assert!(
             matches!(r, Err(MapError::Schedule(_))),
             "{s:?} on empty input: {r:?}"
         );
 
-        let msg = panic_message_of(|| pool.par_map_with(s, 0..10u32, |i| i));
+        let msg = panic_message_of(|| pool.schedule(s).map(0..10u32, |i| i));
         assert!(msg.contains("chunk"), "{s:?}: {msg}");
-        let msg = panic_message_of(|| pool.par_map_with(s, 0..0u32, |i| i));
+        let msg = panic_message_of(|| pool.schedule(s).map(0..0u32, |i| i));
         assert!(msg.contains("chunk"), "{s:?} empty: {msg}");
         let msg = panic_message_of(|| {
             let mut out = vec![0u32; 10];
-            pool.par_map_into_with(s, 0..10u32, &mut out, |i| i)
+            pool.schedule(s).map_into(0..10u32, &mut out, |i| i)
         });
         assert!(msg.contains("chunk"), "{s:?} into: {msg}");
-        let msg = panic_message_of(|| pool.load_balanced().schedule(s));
-        assert!(msg.contains("chunk"), "{s:?} view: {msg}");
+        // Async maps report it through their result, before anything runs.
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let r2 = ran.clone();
+        let ar = pool.schedule(s).map_async(0..10u32, move |i| {
+            r2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            i
+        });
+        assert!(
+            matches!(ar.get(), Err(MapError::Schedule(_))),
+            "{s:?} async"
+        );
+        assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
     assert_eq!(pool.par_map(0..3u8, |i| i), vec![0, 1, 2]);
 }
@@ -1179,7 +1200,7 @@ fn pool_is_usable_after_many_failures_of_every_kind() {
         }
         for &s in &SCHEDULES {
             assert_eq!(
-                pool.par_map_with(s, 0..1000u64, f),
+                pool.schedule(s).map(0..1000u64, f),
                 (0..1000u64).map(f).collect::<Vec<_>>()
             );
         }
@@ -1209,13 +1230,15 @@ fn zipped_inputs_walk_in_step_and_drop_every_owned_item_once() {
             DROPS.store(0, Ordering::Relaxed);
             let a: Vec<D> = (0..100).map(D).collect();
             let b: Vec<D> = (0..130).map(D).collect();
-            let r = pool.try_par_map_with(Schedule::Dynamic(4), (a, b), |(p, q)| {
-                if Some(p.0 as usize) == stop_at {
-                    Err("stop")
-                } else {
-                    Ok(p.0 + q.0)
-                }
-            });
+            let r = pool
+                .schedule(Schedule::Dynamic(4))
+                .try_map((a, b), |(p, q)| {
+                    if Some(p.0 as usize) == stop_at {
+                        Err("stop")
+                    } else {
+                        Ok(p.0 + q.0)
+                    }
+                });
             match stop_at {
                 None => assert_eq!(r.unwrap(), (0..100).map(|i| 2 * i).collect::<Vec<u32>>()),
                 Some(i) => assert!(matches!(r, Err(MapError::Failed { index, .. }) if index == i)),

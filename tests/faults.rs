@@ -924,7 +924,7 @@ fn zip_owned_vecs_unequal_len_dv_map_with_drops_each_once() {
                             format!("dv.map_with, {workers} engine(s), panic at {panic_at:?}");
                         stage(&ctx);
                         let r = zip_drop_case(&ctx, la, lb, |a, b| {
-                            dv.map_with(&seen, (a, b), |count, (x, y)| {
+                            dv.map_with_state(&seen, (a, b), |count, (x, y)| {
                                 *count += 1;
                                 zip_item(x, y, panic_at)
                             })
@@ -1143,15 +1143,17 @@ fn cross_pool_cycle_through_global_pool_finishes() {
                 // pool's engines wait long enough that the caller has run out of items and is
                 // waiting on the map when their DirectView job reaches A's engine.
                 let got = a.direct().apply(|_| {
-                    parview::par_map_with(Schedule::Dynamic(1), 0..64u64, |i| {
-                        if a.current_engine().is_some() {
-                            thread::sleep(Duration::from_micros(200));
-                        } else {
-                            off_a.fetch_add(1, SeqCst);
-                            thread::sleep(Duration::from_millis(30));
-                        }
-                        a.direct().apply(|e| e as u64 + i)[0]
-                    })
+                    parview::Pool::global()
+                        .schedule(Schedule::Dynamic(1))
+                        .map(0..64u64, |i| {
+                            if a.current_engine().is_some() {
+                                thread::sleep(Duration::from_micros(200));
+                            } else {
+                                off_a.fetch_add(1, SeqCst);
+                                thread::sleep(Duration::from_millis(30));
+                            }
+                            a.direct().apply(|e| e as u64 + i)[0]
+                        })
                 });
                 assert_eq!(
                     got,
@@ -1327,19 +1329,21 @@ fn edge_huge_chunk_schedules_run_every_item_exactly_once() {
                         };
 
                         assert_eq!(
-                            pool.par_map_with(s, 0..n, count),
+                            pool.schedule(s).map(0..n, count),
                             want,
                             "{}",
                             ctx("par_map_with")
                         );
                         assert_each_ran_once(&calls, &ctx("par_map_with"));
 
-                        let r = pool.try_par_map_with(s, 0..n, |i| Ok::<_, String>(count(i)));
+                        let r = pool
+                            .schedule(s)
+                            .try_map(0..n, |i| Ok::<_, String>(count(i)));
                         assert_eq!(r, Ok(want.clone()), "{}", ctx("try_par_map_with"));
                         assert_each_ran_once(&calls, &ctx("try_par_map_with"));
 
                         let mut out = vec![usize::MAX; n];
-                        pool.par_map_into_with(s, 0..n, &mut out, count);
+                        pool.schedule(s).map_into(0..n, &mut out, count);
                         assert_eq!(out, want, "{}", ctx("par_map_into_with"));
                         assert_each_ran_once(&calls, &ctx("par_map_into_with"));
 
@@ -1356,7 +1360,9 @@ fn edge_huge_chunk_schedules_run_every_item_exactly_once() {
                         assert_each_ran_once(&calls, &ctx("return_exceptions().map"));
 
                         for leaf in [1, 4, usize::MAX] {
-                            let sum = pool.par_map_reduce_with(s, leaf, 0..n, count, |a, b| a + b);
+                            let sum =
+                                pool.schedule(s)
+                                    .map_reduce_leaves(leaf, 0..n, count, |a, b| a + b);
                             let want_sum = (n > 0).then(|| n * (n - 1) / 2);
                             assert_eq!(sum, want_sum, "{} leaf {leaf}", ctx("par_map_reduce_with"));
                             assert_each_ran_once(&calls, &ctx("par_map_reduce_with"));
@@ -1496,7 +1502,7 @@ fn edge_unallocatable_output_try_par_map_is_err_without_running_items() {
                 ),
                 (
                     "try_par_map_with(Dynamic(1))",
-                    Box::new(|p| p.try_par_map_with(Schedule::Dynamic(1), 0..u64::MAX, item)),
+                    Box::new(|p| p.schedule(Schedule::Dynamic(1)).try_map(0..u64::MAX, item)),
                 ),
             ];
             for (what, call) in &cases {
@@ -1541,7 +1547,8 @@ fn edge_unallocatable_output_par_map_panics_naming_size_without_running_items() 
                 (
                     "pool.par_map_with(Dynamic(1))",
                     Box::new(|p| {
-                        p.par_map_with(Schedule::Dynamic(1), 0..u64::MAX, item)
+                        p.schedule(Schedule::Dynamic(1))
+                            .map(0..u64::MAX, item)
                             .len()
                     }),
                 ),

@@ -37,7 +37,8 @@ fn monte_carlo_pi_is_bitwise_identical_for_every_pool_size_and_schedule() {
                 for &s in &SCHEDULES {
                     // The reduction of the 1e7-sample blocks' values, for every P and schedule.
                     let got = pool
-                        .par_map_reduce_with(s, leaf, &fractions, |x| *x, |a, b| a + b)
+                        .schedule(s)
+                        .map_reduce_leaves(leaf, &fractions, |x| *x, |a, b| a + b)
                         .unwrap();
                     assert_eq!(
                         got.to_bits(),
@@ -58,7 +59,8 @@ fn monte_carlo_pi_is_bitwise_identical_for_every_pool_size_and_schedule() {
         ] {
             let pool = pool(p);
             let got = pool
-                .par_map_reduce_with(s, 3, 0..PI_BLOCKS, block_fraction, |a, b| a + b)
+                .schedule(s)
+                .map_reduce_leaves(3, 0..PI_BLOCKS, block_fraction, |a, b| a + b)
                 .unwrap();
             assert_eq!(got.to_bits(), want.to_bits(), "pipeline P={p} {s:?}");
         }
@@ -101,7 +103,8 @@ fn par_map_reduce_of_a_million_f64_is_bitwise_identical() {
                 let pool = pool(p);
                 for &s in &SCHEDULES {
                     let got = pool
-                        .par_map_reduce_with(s, leaf, &xs, |x| *x, |a, b| a + b)
+                        .schedule(s)
+                        .map_reduce_leaves(leaf, &xs, |x| *x, |a, b| a + b)
                         .unwrap();
                     assert_eq!(got.to_bits(), want.to_bits(), "leaf={leaf} P={p} {s:?}");
                 }
@@ -148,8 +151,8 @@ fn non_commutative_reduction_keeps_input_order() {
             let pool = pool(p);
             for &s in &SCHEDULES {
                 let got = pool
-                    .par_map_reduce_with(
-                        s,
+                    .schedule(s)
+                    .map_reduce_leaves(
                         5,
                         0..200usize,
                         |i| i.to_string(),
@@ -159,7 +162,7 @@ fn non_commutative_reduction_keeps_input_order() {
                 assert_eq!(got, want, "P={p} {s:?}");
             }
             assert_eq!(pool.par_map_reduce(0..0usize, |i| i, |a, b| a + b), None);
-            let e: f64 = pool.par_sum(&Vec::<f64>::new());
+            let e: f64 = pool.par_sum(Vec::<f64>::new());
             assert_eq!(e, 0.0);
         }
     });
@@ -230,7 +233,9 @@ fn par_map_rng_and_par_blocks_rng_identical_across_pools_and_schedules() {
         for p in [1usize, 2, 3, 8] {
             let pool = pool(p);
             for &s in &SCHEDULES {
-                let got = pool.par_map_rng(s, 7, n, |r, _| (r.next_u64(), r.random::<f64>()));
+                let got = pool
+                    .schedule(s)
+                    .map_rng(7, n, |r, _| (r.next_u64(), r.random::<f64>()));
                 assert_eq!(got.len(), n);
                 for (i, (a, b)) in got.iter().zip(&want).enumerate() {
                     assert!(
@@ -238,7 +243,7 @@ fn par_map_rng_and_par_blocks_rng_identical_across_pools_and_schedules() {
                         "P={p} {s:?} item {i}"
                     );
                 }
-                let blocks = pool.par_blocks_rng(s, 9, nb, |r, b| {
+                let blocks = pool.schedule(s).blocks_rng(9, nb, |r, b| {
                     block_range(b, total)
                         .map(|_| r.random::<f64>())
                         .sum::<f64>()
@@ -249,7 +254,9 @@ fn par_map_rng_and_par_blocks_rng_identical_across_pools_and_schedules() {
             }
         }
         // The global pool gives the same as well.
-        let g = Pool::global().par_map_rng(Schedule::Adaptive, 7, n, |r, _| r.next_u64());
+        let g = Pool::global()
+            .schedule(Schedule::Adaptive)
+            .map_rng(7, n, |r, _| r.next_u64());
         assert_eq!(g, want.iter().map(|w| w.0).collect::<Vec<_>>());
     });
 }

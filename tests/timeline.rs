@@ -4,8 +4,8 @@
 mod common;
 
 use common::{SCHEDULES, pool, within};
-use parview::Timeline;
 use parview::timeline::Lane;
+use parview::timeline::Timeline;
 use std::time::{Duration, Instant};
 
 fn spin_for(d: Duration) {
@@ -147,7 +147,7 @@ fn direct_map_timed_records_one_chunk_per_engine() {
                         Lane::Engine(e) => {
                             assert_eq!(
                                 r.start..r.end,
-                                parview::schedule::static_block(n, p, e),
+                                parview::Schedule::static_block(n, p, e),
                                 "{ctx}"
                             );
                         }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{SCHEDULES, panic_message_of, pool, within};
-use parview::schedule::static_block;
+
 use parview::{ItemError, MapError, Pool, Schedule};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -64,7 +64,7 @@ fn direct_map_runs_block_k_on_engine_k() {
                 for (k, (i, e)) in v.into_iter().enumerate() {
                     assert_eq!(i, k);
                     let owner = (0..p)
-                        .find(|&e| static_block(n, p, e).contains(&i))
+                        .find(|&e| Schedule::static_block(n, p, e).contains(&i))
                         .unwrap();
                     assert_eq!(e, Some(owner), "P={p} n={n} item {i}");
                 }
@@ -76,7 +76,7 @@ fn direct_map_runs_block_k_on_engine_k() {
                 let want: Vec<usize> = (0..9)
                     .map(|i| {
                         targets[(0..2)
-                            .find(|&k| static_block(9, 2, k).contains(&i))
+                            .find(|&k| Schedule::static_block(9, 2, k).contains(&i))
                             .unwrap()]
                     })
                     .collect();
@@ -103,7 +103,7 @@ fn engine_state_init_once_values_private_and_persistent() {
             });
             assert_eq!(st.engines(), (0..p).collect::<Vec<_>>().as_slice());
             for _ in 0..100 {
-                let r = dv.apply_with(&st, |e, s| {
+                let r = dv.apply_with_state(&st, |e, s| {
                     assert_eq!(s.0, e, "engine {e} saw another engine's value");
                     assert_eq!(pool.current_engine(), Some(e));
                     s.1 += 1;
@@ -120,7 +120,7 @@ fn engine_state_init_once_values_private_and_persistent() {
             assert_eq!(pulled, (0..p).map(|e| (e, 100)).collect::<Vec<_>>());
 
             // map_with: each engine's own state, results in input order.
-            let v = dv.map_with(&st, 0..1000u64, |s, i| {
+            let v = dv.map_with_state(&st, 0..1000u64, |s, i| {
                 assert_eq!(Some(s.0), pool.current_engine());
                 s.1 += 1;
                 (i * 2, s.0)
@@ -128,7 +128,7 @@ fn engine_state_init_once_values_private_and_persistent() {
             for (k, (x, e)) in v.iter().enumerate() {
                 assert_eq!(*x, 2 * k as u64);
                 assert!(
-                    static_block(1000, p, *e).contains(&k),
+                    Schedule::static_block(1000, p, *e).contains(&k),
                     "item {k} used engine {e}'s state"
                 );
             }
@@ -159,7 +159,7 @@ fn init_runs_once_per_engine_not_once_per_split() {
                 inits.fetch_add(1, Ordering::SeqCst);
                 0usize
             });
-            let v = dv.map_with(&st, 0..4000usize, |c, i| {
+            let v = dv.map_with_state(&st, 0..4000usize, |c, i| {
                 *c += 1;
                 i + 1
             });
@@ -175,7 +175,7 @@ fn state_of_another_pool_or_engine_is_rejected() {
     let a = pool(2);
     let b = pool(2);
     let st = a.direct().init(|e| e);
-    let msg = panic_message_of(|| b.direct().apply_with(&st, |_, _| ()));
+    let msg = panic_message_of(|| b.direct().apply_with_state(&st, |_, _| ()));
     assert!(msg.contains("state"), "{msg}");
     let part = a.direct_to(&[1]).unwrap().init(|e| e);
     let msg = panic_message_of(|| a.direct().pull(&part));
@@ -192,14 +192,16 @@ fn scatter_apply_gather_round_trips() {
             for n in (0..1000usize).step_by(37) {
                 let data: Vec<String> = (0..n).map(|i| format!("x{i}")).collect();
                 let pieces = dv.scatter(&data);
-                let lens = dv.apply_with(&pieces, |e, piece| {
+                let lens = dv.apply_with_state(&pieces, |e, piece| {
                     assert_eq!(pool.current_engine(), Some(e));
                     for s in piece.iter_mut() {
                         s.push('!');
                     }
                     piece.len()
                 });
-                let want_lens: Vec<usize> = (0..p).map(|k| static_block(n, p, k).len()).collect();
+                let want_lens: Vec<usize> = (0..p)
+                    .map(|k| Schedule::static_block(n, p, k).len())
+                    .collect();
                 assert_eq!(lens, want_lens, "P={p} n={n}");
                 let back = dv.gather(&pieces);
                 let want: Vec<String> = data.iter().map(|s| format!("{s}!")).collect();

@@ -26,7 +26,8 @@ fn monte_carlo_pi_matches_serial() {
     let chunks = demo::pi_chunks(n);
     for s in SCHEDULES {
         let par: u64 = pool
-            .par_map_with(s, 0..chunks, |c| {
+            .schedule(s)
+            .map(0..chunks, |c| {
                 demo::pi_chunk_hits(c, demo::pi_chunk_len(n, c))
             })
             .iter()
@@ -54,7 +55,8 @@ fn gaussian_kernel_matches_serial_bitwise() {
     let g = demo::GAUSS_GAMMA;
     for s in SCHEDULES {
         let mut z = vec![f64::NAN; n];
-        pool.par_map_into_with(s, (&x, &y), &mut z, |(a, b)| demo::gauss(*a, *b, g));
+        pool.schedule(s)
+            .map_into((&x, &y), &mut z, |(a, b)| demo::gauss(*a, *b, g));
         assert!(
             z.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
             "{s}"
@@ -75,7 +77,7 @@ fn small_inversions_match_serial_bitwise() {
     let mats = demo::inv_inputs(2_000);
     let want = demo::inv_serial(&mats);
     for s in SCHEDULES {
-        let got = pool.par_map_with(s, &mats, |m| {
+        let got = pool.schedule(s).map(&mats, |m| {
             let mut out = [[0.0; 5]; 5];
             demo::invert5_into(m, &mut out);
             out

@@ -584,14 +584,14 @@ pub fn smallest_factor(n: u64) -> Option<u64> {
     if n < 4 {
         return None;
     }
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         return Some(2);
     }
     let mut d = 3u64;
     // `d <= n / d` instead of `d * d <= n`: no overflow near u64::MAX, and the
     // division shares its instruction with `n % d`.
     while d <= n / d {
-        if n % d == 0 {
+        if n.is_multiple_of(d) {
             return Some(d);
         }
         d += 2;
@@ -1157,7 +1157,7 @@ mod tests {
         let last = PRIMES_TABLE[31];
         let mut found = Vec::new();
         let mut n = PRIMES_ABOVE + 1;
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             n += 1;
         }
         while n <= last {

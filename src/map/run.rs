@@ -88,7 +88,7 @@ pub(crate) fn release_all<In: MapInput>(input: &In) {
 /// valid.
 ///
 /// # Panics
-/// When called on an engine already [`MAX_NESTED_WAITS`](crate::pool::MAX_NESTED_WAITS)
+/// When called on an engine already [`MAX_NESTED_WAITS`](crate::MAX_NESTED_WAITS)
 /// deep (before anything runs; the input is released).
 pub(crate) fn run<In, St, F, S, R, E>(
     reg: &Registry,

@@ -49,7 +49,7 @@ fn owned_input_and_results_are_dropped_once_when_items_panic() {
     for s in [Schedule::Static, Schedule::Dynamic(3), Schedule::Adaptive] {
         let (ins, outs) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let input = counted(N, &ins, |_| false);
-        let r = pool.try_par_map_with(s, input, |c| {
+        let r = pool.schedule(s).try_map(input, |c| {
             assert!(c.id % 7 != 3, "item {} fails", c.id);
             Ok::<_, ()>(Counted {
                 id: c.id,
@@ -76,7 +76,7 @@ fn an_err_stops_the_map_and_drops_written_and_untaken_values_once() {
         let (ins, outs) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let made = AtomicUsize::new(0);
         let input = counted(N, &ins, |_| false);
-        let r = pool.try_par_map_with(s, input, |c| {
+        let r = pool.schedule(s).try_map(input, |c| {
             if c.id == 5 {
                 return Err("five");
             }
@@ -133,7 +133,7 @@ fn unequal_zip_of_owned_vecs_drops_the_longer_tail() {
     let dv = pool.direct();
     let st = dv.init(|_| 0usize);
     let (a, b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let v = dv.map_with(
+    let v = dv.map_with_state(
         &st,
         (counted(7, &a, |_| false), counted(3, &b, |_| false)),
         |k, (x, y)| {

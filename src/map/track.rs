@@ -19,17 +19,20 @@ pub(crate) struct Tracker {
 }
 
 /// Runs `run` with a tracker that records a timeline for a map of `n` items, and returns its
-/// result with the [`Timeline`](crate::Timeline) (`label`, `engines` rows).
+/// result with the [`Timeline`](crate::timeline::Timeline) (`label`, `engines` rows).
 pub(crate) fn with_timeline<T>(
     n: usize,
     label: String,
     engines: usize,
     run: impl FnOnce(Arc<Tracker>) -> T,
-) -> (T, crate::Timeline) {
+) -> (T, crate::timeline::Timeline) {
     let tracker = Arc::new(Tracker::new(n, true));
     let out = run(tracker.clone());
     let (records, wall) = tracker.take_records();
-    (out, crate::Timeline::new(label, engines, wall, records))
+    (
+        out,
+        crate::timeline::Timeline::new(label, engines, wall, records),
+    )
 }
 
 /// Timings of a map, as ipyparallel reports them.
