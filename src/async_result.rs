@@ -91,7 +91,7 @@ impl<T> AsyncResult<T> {
             return;
         }
         crate::registry::nested(|| {
-            if crate::registry::nesting() > 0 {
+            if crate::registry::on_engine() {
                 self.core.help(); // on an engine: work on the map we wait for
             }
             let s = self.core.signal();
@@ -390,7 +390,7 @@ fn recv<R>(ar: &AsyncResult<()>, rx: &Stream<R>) -> Option<Msg<R>> {
             if ar.ready() {
                 return rx.pop();
             }
-            if crate::registry::nesting() > 0 {
+            if crate::registry::on_engine() {
                 ar.core.help();
             }
             let done = ar.core.signal();

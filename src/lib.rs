@@ -36,7 +36,7 @@
 //! | `rc[:]`, `rc[[0,2]]` | — | — | [`Pool::direct`], [`Pool::direct_to`] |
 //! | `dview.apply(f)` | — | `#pragma omp parallel` | [`DirectView::apply`] |
 //! | `dview.map(f, xs)` | — | `schedule(static)` | [`DirectView::map`] |
-//! | `dview.scatter`/`gather`, `push`/`pull` | — | `threadprivate` | [`DirectView::scatter`], [`DirectView::gather`], [`DirectView::init`], [`DirectView::apply_with`], [`DirectView::pull`] |
+//! | `dview.scatter`/`gather`, `push`/`pull` | — | `threadprivate` | [`DirectView::scatter`], [`DirectView::gather`], [`DirectView::init`], [`DirectView::apply_with_state`], [`DirectView::pull`] |
 //! | `rc.load_balanced_view()` | `Pool.map(f, xs, chunksize)` | `schedule(dynamic, c)`, `schedule(guided, m)` | [`Pool::load_balanced`]`.schedule(..)`, [`LoadBalancedView::map`] |
 //! | — | `imap`, `imap_unordered` | — | [`LoadBalancedView::imap`], [`LoadBalancedView::imap_unordered`] |
 //! | `view.apply_async`, `map_async` | `apply_async`, `executor.submit` | `#pragma omp task` | [`LoadBalancedView::submit`], [`LoadBalancedView::map_async`], [`DirectView::apply_async`] |

@@ -88,7 +88,7 @@ use crate::schedule::Schedule;
 /// ```
 pub const DEFAULT_LEAF: usize = 4096;
 
-/// Numbers [`par_sum`] can add: `+` plus an additive identity for empty
+/// Numbers [`par_sum`](crate::par_sum) can add: `+` plus an additive identity for empty
 /// input.
 ///
 /// Implemented for all primitive integers, `f32`, `f64` and

@@ -384,9 +384,9 @@ impl Waker {
     }
 }
 
-/// How deep in waits the current thread is (0 off engines).
-pub(crate) fn nesting() -> usize {
-    WorkerCtx::current().map_or(0, |c| c.depth.get())
+/// Whether the current thread is an engine (of any pool).
+pub(crate) fn on_engine() -> bool {
+    WorkerCtx::current().is_some()
 }
 
 /// `Err(message)` if a blocking call made now would be [`MAX_NESTED_WAITS`] deep or more.

@@ -1965,3 +1965,56 @@ fn soak_mixed_calls_with_idle_gaps_no_spin() {
         Some(Duration::ZERO),
     );
 }
+
+// =============================================================================================
+// 3b. Bounded helping, by depth: chains of nested waits on one engine.
+
+/// `depth` levels of `submit(..).get()`, each made from inside the previous one's task.
+fn submit_chain(pool: &Arc<Pool>, depth: usize) -> Result<usize, parview::MapError> {
+    if depth == 0 {
+        return Ok(0);
+    }
+    let p = pool.clone();
+    pool.load_balanced()
+        .submit(move || submit_chain(&p, depth - 1))
+        .get()?
+        .map(|d| d + 1)
+}
+
+#[test]
+fn nested_submit_chain_deeper_than_help_depth_finishes_on_one_engine() {
+    watchdog(
+        "nested_submit_chain_deeper_than_help_depth_finishes_on_one_engine",
+        WATCHDOG_SECS,
+        || {
+            let pool = Arc::new(pool(1));
+            let depth = 3 * parview::HELP_DEPTH;
+            // Start the chain on the engine itself, so every level waits on an engine.
+            let p = pool.clone();
+            let got = pool.direct().apply(move |_| submit_chain(&p, depth));
+            assert_eq!(got, vec![Ok(depth)]);
+            assert_eq!(pool.direct().apply(|e| e), vec![0], "the engine survived");
+        },
+    );
+}
+
+#[test]
+fn blocking_calls_nested_past_the_limit_panic_clearly() {
+    watchdog(
+        "blocking_calls_nested_past_the_limit_panic_clearly",
+        WATCHDOG_SECS,
+        || {
+            let pool = Arc::new(pool(1));
+            let p = pool.clone();
+            let depth = parview::MAX_NESTED_WAITS + 10;
+            let got = pool.direct().apply(move |_| submit_chain(&p, depth));
+            match &got[0] {
+                Err(parview::MapError::Panicked { message, .. }) => {
+                    assert!(message.contains("MAX_NESTED_WAITS"), "{message}")
+                }
+                other => panic!("expected a clear panic at the nesting limit, got {other:?}"),
+            }
+            assert_eq!(pool.direct().apply(|e| e), vec![0], "the engine survived");
+        },
+    );
+}

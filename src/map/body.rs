@@ -95,7 +95,7 @@ pub(crate) trait SlotState: Sync {
     fn with<T>(&self, slot: Option<usize>, f: impl FnOnce(&mut Self::S) -> T) -> T;
 }
 
-/// No per-slot state (every map but `DirectView::map_with`).
+/// No per-slot state (every map but `DirectView::map_with_state`).
 pub(crate) struct NoState;
 
 impl SlotState for NoState {
