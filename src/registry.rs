@@ -199,9 +199,19 @@ impl Registry {
 thread_local! {
     /// The parker of a non-engine thread that waits.
     static EXTERNAL_PARKER: Parker = Parker::new();
-    /// This thread's engine context, if it is an engine. (Not `const`-initialised: loom's
-    /// `thread_local!`, which `crate::sync` swaps in for the models, takes expressions only.)
-    #[allow(clippy::missing_const_for_thread_local)]
+}
+
+#[cfg(not(loom))]
+thread_local! {
+    /// This thread's engine context, if it is an engine (`const`: no lazy-init check on the
+    /// hot path of every call).
+    static WORKER: OnceCell<Rc<WorkerCtx>> = const { OnceCell::new() };
+}
+
+#[cfg(loom)]
+thread_local! {
+    /// This thread's engine context, if it is an engine. (loom's `thread_local!` takes
+    /// expressions only.)
     static WORKER: OnceCell<Rc<WorkerCtx>> = OnceCell::new();
 }
 

@@ -1900,8 +1900,8 @@ fn idle(gap: Duration) {
 }
 
 /// Back-to-back `dv.apply`, `lb.submit(..).get()` and `lb.map_async(0..4, ..).get()` in turn on
-/// a 2-engine pool, with random idle gaps of 0–400 µs (around the spin window, where a lost
-/// wake-up would strand a call), for [`soak_secs`] seconds.
+/// a 2-engine pool, with random idle gaps (0–20 µs, and one in eight 0–400 µs: around the spin
+/// window, where a lost wake-up would strand a call), for [`soak_secs`] seconds.
 fn soak(name: &'static str, spin: Option<Duration>) {
     let secs = soak_secs();
     let seed = std::time::SystemTime::now()
@@ -1943,7 +1943,11 @@ fn soak(name: &'static str, spin: Option<Duration>) {
             }
             k += 1;
             calls.store(k, SeqCst);
-            idle(Duration::from_micros(rng.next_u64() % 401));
+            // Mostly short gaps (many calls; with spin 0 every gap puts the engines to sleep),
+            // one in eight anywhere in 0–400 µs (across the default spin window).
+            let r = rng.next_u64();
+            let gap = if r % 8 == 0 { (r >> 3) % 401 } else { (r >> 3) % 21 };
+            idle(Duration::from_micros(gap));
         }
         assert!(
             k >= 30,
