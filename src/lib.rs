@@ -47,6 +47,28 @@
 //! | `np.random.seed(s)` per task | — | — | [`rng::stream`], [`Pool::par_map_rng`] |
 //! | `sum(dview.gather(...))` | — | `reduction(+:x)` | [`par_sum`], [`par_map_reduce`] (bitwise identical for any worker count) |
 //!
+//! ## One vocabulary
+//!
+//! * **Pick a schedule on a view, nowhere else.** `Pool`'s methods and the free functions use the
+//!   default ([`Schedule::Adaptive`]); `pool.schedule(s)` (or `pool.load_balanced().schedule(s)`)
+//!   is a [`LoadBalancedView`] whose every map — `map`, `try_map`, `map_into`, `for_each`,
+//!   `map_async`, `imap`, the reductions `map_reduce`/`reduce`/`sum` and the random streams
+//!   `map_rng`/`blocks_rng` — uses `s`. A [`DirectView`] is always static, one block per engine.
+//!   An invalid schedule is reported by the call that uses it.
+//! * **`_with_state`** means "with this engine's own value": [`DirectView::init`] creates per-engine
+//!   state, [`DirectView::apply_with_state`] and [`DirectView::map_with_state`] run with `&mut` it,
+//!   [`DirectView::pull`] reads it back.
+//! * **`progress`** means counts: [`AsyncResult::progress`] returns `(done, total)`;
+//!   `progress_bar(label)` (feature `progress`) draws a bar, on a view or an `AsyncResult`.
+//! * **`try_`** forms return [`MapError`] instead of panicking; **`_into`** writes into a caller's
+//!   buffer; **`_async`** returns an [`AsyncResult`] at once.
+//! * **One path per item:** the core types and free functions are at the crate root; the modules
+//!   [`reduce`], [`rng`] and [`timeline`] hold only what is not. [`WORKERS_ENV`] is the one name of
+//!   `PARVIEW_WORKERS`.
+//! * **Inputs** are any [`IntoMapInput`]: slices, `&Vec`, `&[T; N]`, owned `Vec<T>` and `[T; N]`,
+//!   integer ranges, and tuples of two to four of these walked in step (zips) — for maps and
+//!   reductions alike.
+//!
 //! ## How work runs
 //!
 //! * Each engine has a work-stealing deque ([crossbeam-deque]) and a mailbox for work addressed

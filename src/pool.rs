@@ -1,9 +1,13 @@
 //! The pool: a handle on a set of engines, and everything a user calls on it.
 //!
 //! The engines themselves — deques, mailboxes, the loop that finds work, how threads wait — are
-//! in [`crate::registry`]; the map pipeline in [`crate::map`]. This file holds what a user
-//! touches: [`Pool`], [`PoolBuilder`], and the blocking maps on a pool (the views are in
-//! `views.rs`, reductions in `reduce.rs`).
+//! in `registry.rs`; the map pipeline in `map/`. This file holds what a user touches:
+//! [`Pool`], [`PoolBuilder`], and **every public method of `Pool`** — building, the views
+//! (`direct`, `direct_to`, `load_balanced`, `schedule`), the blocking maps (`par_map`,
+//! `try_par_map`, `par_map_into`, `par_for_each`, `scatter_gather`), the reductions
+//! (`par_map_reduce`, `par_reduce`, `par_sum`) and the random streams (`par_map_rng`,
+//! `par_blocks_rng`). Where the work is done elsewhere (`views.rs`, `reduce.rs`, `rng.rs`),
+//! the method here is a thin delegation.
 //!
 //! # Dropping a pool
 //! Dropping a [`Pool`] marks it as shutting down and wakes every engine. Engines **drain**:
@@ -347,6 +351,63 @@ impl Drop for Pool {
         for h in self.handles.drain(..) {
             let _ = h.join();
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views of a pool (views.rs has the views themselves)
+
+impl Pool {
+    /// A [`DirectView`](crate::DirectView) on every engine (ipyparallel's `rc[:]`).
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(3).build().unwrap();
+    /// assert_eq!(pool.direct().apply(|engine| engine * 10), vec![0, 10, 20]);
+    /// ```
+    pub fn direct(&self) -> crate::DirectView<'_> {
+        crate::DirectView::new(self, (0..self.workers()).collect())
+    }
+
+    /// A [`DirectView`](crate::DirectView) on the given engines, in the given order (ipyparallel's `rc[[0, 2]]`).
+    ///
+    /// # Errors
+    /// [`ViewError`](crate::ViewError) for an empty list, an engine out of range, or a repeated engine.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(4).build().unwrap();
+    /// let dv = pool.direct_to(&[0, 2]).unwrap();
+    /// assert_eq!(dv.apply(|e| e), vec![0, 2]);
+    /// assert!(pool.direct_to(&[4]).is_err());
+    /// ```
+    pub fn direct_to(&self, targets: &[usize]) -> Result<crate::DirectView<'_>, crate::ViewError> {
+        if targets.is_empty() {
+            return Err(crate::ViewError::NoTargets);
+        }
+        let workers = self.workers();
+        let mut seen = vec![false; workers];
+        for &engine in targets {
+            if engine >= workers {
+                return Err(crate::ViewError::NoSuchEngine { engine, workers });
+            }
+            if std::mem::replace(&mut seen[engine], true) {
+                return Err(crate::ViewError::Duplicate { engine });
+            }
+        }
+        Ok(crate::DirectView::new(self, targets.to_vec()))
+    }
+
+    /// A [`LoadBalancedView`](crate::LoadBalancedView) with the default schedule ([`Schedule::Adaptive`]).
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let lb = pool.load_balanced();
+    /// assert_eq!(lb.map(&[1, 2, 3], |x| x * x), vec![1, 4, 9]);
+    /// ```
+    pub fn load_balanced(&self) -> crate::LoadBalancedView<'_> {
+        crate::LoadBalancedView::new(self)
     }
 }
 

@@ -50,73 +50,6 @@ pub enum ViewError {
     },
 }
 
-impl Pool {
-    /// A [`DirectView`] on every engine (ipyparallel's `rc[:]`).
-    ///
-    /// # Examples
-    /// ```
-    /// let pool = parview::Pool::builder().workers(3).build().unwrap();
-    /// assert_eq!(pool.direct().apply(|engine| engine * 10), vec![0, 10, 20]);
-    /// ```
-    pub fn direct(&self) -> DirectView<'_> {
-        DirectView {
-            pool: self,
-            targets: (0..self.workers()).collect(),
-            timeline: false,
-        }
-    }
-
-    /// A [`DirectView`] on the given engines, in the given order (ipyparallel's `rc[[0, 2]]`).
-    ///
-    /// # Errors
-    /// [`ViewError`] for an empty list, an engine out of range, or a repeated engine.
-    ///
-    /// # Examples
-    /// ```
-    /// let pool = parview::Pool::builder().workers(4).build().unwrap();
-    /// let dv = pool.direct_to(&[0, 2]).unwrap();
-    /// assert_eq!(dv.apply(|e| e), vec![0, 2]);
-    /// assert!(pool.direct_to(&[4]).is_err());
-    /// ```
-    pub fn direct_to(&self, targets: &[usize]) -> Result<DirectView<'_>, ViewError> {
-        if targets.is_empty() {
-            return Err(ViewError::NoTargets);
-        }
-        let workers = self.workers();
-        let mut seen = vec![false; workers];
-        for &engine in targets {
-            if engine >= workers {
-                return Err(ViewError::NoSuchEngine { engine, workers });
-            }
-            if std::mem::replace(&mut seen[engine], true) {
-                return Err(ViewError::Duplicate { engine });
-            }
-        }
-        Ok(DirectView {
-            pool: self,
-            targets: targets.to_vec(),
-            timeline: false,
-        })
-    }
-
-    /// A [`LoadBalancedView`] with the default schedule ([`Schedule::Adaptive`]).
-    ///
-    /// # Examples
-    /// ```
-    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
-    /// let lb = pool.load_balanced();
-    /// assert_eq!(lb.map(&[1, 2, 3], |x| x * x), vec![1, 4, 9]);
-    /// ```
-    pub fn load_balanced(&self) -> LoadBalancedView<'_> {
-        LoadBalancedView {
-            pool: self,
-            schedule: Schedule::default(),
-            timeline: false,
-            progress: None,
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 
 /// Addresses engines explicitly: work for engine *i* runs on engine *i*.
@@ -209,6 +142,15 @@ impl<S> EngineState<S> {
 }
 
 impl<'p> DirectView<'p> {
+    /// A view on `targets` (already checked by the caller).
+    pub(crate) fn new(pool: &'p Pool, targets: Vec<usize>) -> Self {
+        DirectView {
+            pool,
+            targets,
+            timeline: false,
+        }
+    }
+
     /// The targeted engines, in view order.
     ///
     /// # Examples
@@ -610,6 +552,16 @@ pub struct ReturnExceptions<'p> {
 }
 
 impl<'p> LoadBalancedView<'p> {
+    /// A view with the default schedule.
+    pub(crate) fn new(pool: &'p Pool) -> Self {
+        LoadBalancedView {
+            pool,
+            schedule: Schedule::default(),
+            timeline: false,
+            progress: None,
+        }
+    }
+
     /// Sets the schedule (default [`Schedule::Adaptive`]) for every map of this view.
     ///
     /// An invalid schedule (a chunk of 0) is reported by the call that uses it, before anything

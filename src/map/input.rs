@@ -2,8 +2,10 @@
 
 use std::ops::Range;
 
-/// What a map can run over: a slice or `&Vec<T>` (items `&T`), an owned `Vec<T>` (items `T`),
-/// or a range of integers (items are the integers).
+/// What a map can run over: a slice, `&Vec<T>` or `&[T; N]` (items `&T`), an owned `Vec<T>` or
+/// `[T; N]` (items `T`), a range of integers (items are the integers), or a tuple of two, three
+/// or four of these walked in step like `Iterator::zip` (items are tuples; the map has as many
+/// items as the shortest input).
 ///
 /// # Examples
 /// ```
@@ -209,6 +211,78 @@ impl<A: IntoMapInput, B: IntoMapInput> IntoMapInput for (A, B) {
             a: self.0.into_map_input(),
             b: self.1.into_map_input(),
         }
+    }
+}
+
+/// Inputs walked in step, three or four at a time: item `i` is `(a_i, b_i, c_i[, d_i])`; the
+/// length is the shortest one's, and the longer inputs' extra items are dropped (owned ones)
+/// like the items nobody took.
+macro_rules! zip_n {
+    ($name:ident; $($T:ident $f:ident $idx:tt),+) => {
+        /// Inputs walked in step (see the tuple impls of [`IntoMapInput`]).
+        pub struct $name<$($T),+> {
+            $(pub(crate) $f: $T,)+
+        }
+
+        impl<$($T: MapInput),+> MapInput for $name<$($T),+> {
+            type Item = ($($T::Item,)+);
+            #[inline]
+            fn len(&self) -> usize {
+                let mut n = usize::MAX;
+                $(n = n.min(self.$f.len());)+
+                n
+            }
+            #[inline]
+            unsafe fn take(&self, i: usize) -> Self::Item {
+                // SAFETY: `i` is below the shortest length and taken once (caller contract),
+                // which is each side's contract.
+                unsafe { ($(self.$f.take(i),)+) }
+            }
+            unsafe fn release(
+                &self,
+                untaken: &[Range<usize>],
+                on_panic: &mut dyn FnMut(usize, String),
+            ) {
+                let n = self.len();
+                $(
+                    let mut ranges = untaken.to_vec();
+                    if self.$f.len() > n {
+                        ranges.push(n..self.$f.len());
+                    }
+                    // SAFETY: forwarded contract: once, after all takes; these ranges were
+                    // taken from no side (the tail past the shortest length never was).
+                    unsafe { self.$f.release(&ranges, on_panic) };
+                )+
+            }
+        }
+
+        impl<$($T: IntoMapInput),+> IntoMapInput for ($($T,)+) {
+            type Item = ($($T::Item,)+);
+            type Input = $name<$($T::Input),+>;
+            fn into_map_input(self) -> Self::Input {
+                $name { $($f: self.$idx.into_map_input(),)+ }
+            }
+        }
+    };
+}
+
+zip_n!(Zip3Input; A a 0, B b 1, C c 2);
+zip_n!(Zip4Input; A a 0, B b 1, C c 2, D d 3);
+
+/// An owned array: items are moved out, like an owned `Vec` (converted into one).
+///
+/// # Examples
+/// ```
+/// let words = [String::from("a"), String::from("b")];
+/// assert_eq!(parview::par_map(words, |w| w + "!"), vec!["a!", "b!"]);
+/// let (x, y, z) = ([1, 2, 3], vec![10, 20, 30], 0..3u32);
+/// assert_eq!(parview::par_map((&x, &y, z), |(a, b, c)| a + b + c as i32), vec![11, 23, 35]);
+/// ```
+impl<T: Send, const N: usize> IntoMapInput for [T; N] {
+    type Item = T;
+    type Input = VecInput<T>;
+    fn into_map_input(self) -> Self::Input {
+        VecInput::new(Vec::from(self))
     }
 }
 

@@ -267,3 +267,56 @@ fn an_imap_dropped_early_drops_every_result_once() {
     drop(pool);
     assert_eq!(outs.load(Ordering::SeqCst), made.load(Ordering::SeqCst));
 }
+
+#[test]
+fn zips_of_three_and_four_owned_inputs_drop_every_tail_once() {
+    let pool = pool(2);
+    let (a, b, c, d) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let out = pool.par_map(
+        (
+            counted(6, &a, |_| false),
+            counted(4, &b, |_| false),
+            counted(9, &c, |_| false),
+        ),
+        |(x, y, z)| x.id + y.id + z.id,
+    );
+    assert_eq!(out, vec![0, 3, 6, 9]);
+    assert_eq!(
+        [&a, &b, &c].map(|k| k.load(Ordering::SeqCst)),
+        [6, 4, 9],
+        "zip3"
+    );
+    let (a, b, c) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let out = pool.par_map(
+        (
+            counted(3, &a, |_| false),
+            0..10u32,
+            counted(5, &b, |_| false),
+            counted(7, &c, |_| false),
+        ),
+        |(w, i, y, z)| w.id + i as usize + y.id + z.id,
+    );
+    assert_eq!(out, vec![0, 4, 8]);
+    assert_eq!(
+        [&a, &b, &c].map(|k| k.load(Ordering::SeqCst)),
+        [3, 5, 7],
+        "zip4"
+    );
+    let arr: [Counted; 5] = std::array::from_fn(|id| Counted {
+        id,
+        drops: d.clone(),
+        bomb: false,
+    });
+    let r = pool.try_par_map(arr, |x| if x.id == 2 { Err(()) } else { Ok(x.id) });
+    assert!(r.is_err());
+    assert_eq!(d.load(Ordering::SeqCst), 5, "owned array");
+}
