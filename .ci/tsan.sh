@@ -21,7 +21,7 @@ export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
 tests=()
 for f in tests/*.rs; do
     name=$(basename "$f" .rs)
-    case "$name" in mpi | alloc) ;; *) tests+=(--test "$name") ;; esac
+    case "$name" in mpi | allocations) ;; *) tests+=(--test "$name") ;; esac
 done
 timeout "${TSAN_TIMEOUT:-1500}" cargo +nightly test --release -Zbuild-std \
     --target x86_64-unknown-linux-gnu "${tests[@]}" "$@"

@@ -585,17 +585,14 @@ impl Dispenser {
     }
 }
 
+/// The one shared schedule list of the tests (`tests/common/schedules.rs`).
+#[cfg(test)]
+#[path = "../tests/common/schedules.rs"]
+mod shared_schedules;
+
 /// Every kind of schedule with small chunks, for tests that must hold under all of them.
 #[cfg(test)]
-pub(crate) const TEST_SCHEDULES: [Schedule; 7] = [
-    Schedule::Static,
-    Schedule::StaticChunked(1),
-    Schedule::StaticChunked(7),
-    Schedule::Dynamic(1),
-    Schedule::Dynamic(5),
-    Schedule::Guided(2),
-    Schedule::Adaptive,
-];
+pub(crate) const TEST_SCHEDULES: [Schedule; 8] = shared_schedules::SCHEDULES;
 
 #[cfg(test)]
 mod tests {
@@ -605,6 +602,11 @@ mod tests {
     /// `n` cases, or a handful under Miri (which interprets every step).
     fn cases(n: u32) -> ProptestConfig {
         ProptestConfig::with_cases(if cfg!(miri) { 3 } else { n })
+    }
+
+    /// Input lengths up to `n`, or up to 100 under Miri.
+    fn small(n: usize) -> usize {
+        if cfg!(miri) { 100 } else { n }
     }
 
     fn schedules(c: usize) -> [Schedule; 5] {
@@ -620,7 +622,7 @@ mod tests {
     proptest! {
         #![proptest_config(cases(300))]
         #[test]
-        fn every_index_exactly_once(n in 0usize..5000, p in 1usize..9, c in 1usize..64) {
+        fn every_index_exactly_once(n in 0usize..small(5000), p in 1usize..9, c in 1usize..64) {
             for s in schedules(c) {
                 let mut seen = vec![0u8; n];
                 let mut last_end = 0;
@@ -662,7 +664,7 @@ mod tests {
         }
 
         #[test]
-        fn stop_leaves_exactly_the_unclaimed_ranges(n in 1usize..3000, p in 1usize..9, c in 1usize..64, k in 0usize..40) {
+        fn stop_leaves_exactly_the_unclaimed_ranges(n in 1usize..small(3000), p in 1usize..9, c in 1usize..64, k in 0usize..40) {
             for s in schedules(c) {
                 let d = Dispenser::new(s, n, p);
                 let mut seen = vec![0u8; n];
@@ -712,7 +714,7 @@ mod tests {
         /// The dispenser with chunk sizes up to `usize::MAX`: every index exactly once, through
         /// several participants that each keep claiming until told there is nothing left.
         #[test]
-        fn huge_chunk_sizes_cover_every_index_once(n in 0usize..3000, p in 1usize..9, c in any_chunk()) {
+        fn huge_chunk_sizes_cover_every_index_once(n in 0usize..small(3000), p in 1usize..9, c in any_chunk()) {
             for s in schedules(c) {
                 let d = Dispenser::new(s, n, p);
                 let mut seen = vec![0u8; n];

@@ -24,6 +24,8 @@
 //!
 //! Knobs: `PARVIEW_SOAK_SECS` (default 3) sets how long each soak test runs.
 
+mod common;
+
 use parview::{AsyncResult, Pool, Schedule};
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -494,13 +496,7 @@ fn drop_panic_in_result_lb_map_does_not_kill_engine() {
         "drop_panic_in_result_lb_map_does_not_kill_engine",
         WATCHDOG_SECS,
         || {
-            for schedule in [
-                Schedule::Dynamic(1),
-                Schedule::StaticChunked(3),
-                Schedule::Guided(2),
-                Schedule::Static,
-                Schedule::Adaptive,
-            ] {
+            for schedule in common::SCHEDULES {
                 blocking_map_drop_panic_case(&format!("lb.map {schedule:?}"), |pool, counts| {
                     pool.load_balanced()
                         .schedule(schedule)
@@ -1946,7 +1942,11 @@ fn soak(name: &'static str, spin: Option<Duration>) {
             // Mostly short gaps (many calls; with spin 0 every gap puts the engines to sleep),
             // one in eight anywhere in 0–400 µs (across the default spin window).
             let r = rng.next_u64();
-            let gap = if r % 8 == 0 { (r >> 3) % 401 } else { (r >> 3) % 21 };
+            let gap = if r % 8 == 0 {
+                (r >> 3) % 401
+            } else {
+                (r >> 3) % 21
+            };
             idle(Duration::from_micros(gap));
         }
         assert!(

@@ -1,18 +1,13 @@
 //! Each workload our users bring, at a small size, computed in parallel through parview's
-//! calls (free functions, both views, several schedules, 3 workers on purpose) and checked
+//! calls (free functions, both views, the shared schedules, 3 workers on purpose) and checked
 //! against its serial version from `parview_demo`: bit for bit where the computation per item
 //! is the same, which is everywhere here (results are assembled in input order).
 
+mod common;
+
+use common::SCHEDULES;
 use parview::{Pool, Schedule};
 use parview_demo as demo;
-
-const SCHEDULES: [Schedule; 5] = [
-    Schedule::Static,
-    Schedule::StaticChunked(3),
-    Schedule::Dynamic(2),
-    Schedule::Guided(1),
-    Schedule::Adaptive,
-];
 
 fn pool() -> Pool {
     Pool::builder().workers(3).build().unwrap()

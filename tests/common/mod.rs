@@ -1,23 +1,33 @@
-//! Shared helpers of the integration tests.
+//! Shared helpers of the integration tests: the one list of schedules and of pool sizes every
+//! test iterates over, a watchdog ([`within`]), and small helpers. Each test file includes it
+//! with `mod common;` (`mpi.rs` is self-contained). The schedule list lives in `schedules.rs`,
+//! which the unit tests in `src/` include too: one list for every test.
 #![allow(dead_code)]
 
 use parview::{Pool, Schedule};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Every schedule the issues ask about.
-pub const SCHEDULES: [Schedule; 7] = [
-    Schedule::Static,
-    Schedule::StaticChunked(7),
-    Schedule::Dynamic(1),
-    Schedule::Dynamic(13),
-    Schedule::Guided(1),
-    Schedule::Guided(5),
-    Schedule::Adaptive,
-];
+#[path = "schedules.rs"]
+mod schedules;
+#[allow(unused_imports)] // not every test binary iterates over schedules
+pub use schedules::SCHEDULES;
 
 /// Pool sizes used across tests (more workers than the 2 cores on purpose).
 pub const WORKERS: [usize; 4] = [1, 2, 3, 8];
+
+/// A cheap scrambling of `i`: the item function of the ordering tests.
+pub fn f(i: u64) -> u64 {
+    i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i >> 3)
+}
+
+/// Busy-waits for `d`: work that keeps its thread running, unlike a sleep.
+pub fn spin_for(d: Duration) {
+    let t = Instant::now();
+    while t.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
 
 /// A pool with `n` workers.
 pub fn pool(n: usize) -> Pool {

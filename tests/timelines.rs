@@ -1,19 +1,13 @@
-//! Issue "seeing the work": recorded timelines are complete and consistent, and their exports
-//! parse back.
+//! Timelines: recorded timelines (`map_timed`, `record_timeline`) cover every index once and add
+//! up, are handed out once and only after the map finished, and their exports (Chrome/Perfetto
+//! trace, SVG) parse back.
 
 mod common;
 
-use common::{SCHEDULES, pool, within};
+use common::{SCHEDULES, pool, spin_for, within};
 use parview::timeline::Lane;
 use parview::timeline::Timeline;
-use std::time::{Duration, Instant};
-
-fn spin_for(d: Duration) {
-    let t = Instant::now();
-    while t.elapsed() < d {
-        std::hint::spin_loop();
-    }
-}
+use std::time::Duration;
 
 /// Checks the invariants of a map's timeline over `0..n` on a pool of `p` engines.
 fn check_timeline(tl: &Timeline, n: usize, p: usize, ctx: &str) {

@@ -1,9 +1,9 @@
-//! Issue "workloads": no per-item (or per-chunk) heap allocation in any map path, and, for
+//! Allocations: no per-item (or per-chunk) heap allocation in any map path, and, for
 //! timelines, "recording off: no allocation per chunk".
 //!
-//! A counting global allocator makes this its own test binary. Everything is measured in ONE
-//! test function, sequentially, so no other test's threads allocate meanwhile; each measurement
-//! is the minimum over a few runs.
+//! A counting global allocator makes this its own test binary: keep this test alone in this
+//! file. Everything is measured in ONE test function, sequentially, so no other test's threads
+//! allocate meanwhile; each measurement is the minimum over a few runs.
 
 mod common;
 
@@ -43,10 +43,13 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 const SMALL: u64 = 1_000;
+
 const LARGE: u64 = 100_000;
+
 /// Allowed difference between the large and the small map: a few queue blocks or wake-ups,
 /// never anything proportional to items or chunks (100k items is >= 100 chunks everywhere).
 const SLACK: usize = 4;
+
 const RUNS: usize = 7;
 
 fn work(i: u64) -> u64 {
