@@ -154,6 +154,12 @@ mod views;
 /// The `rand` crate parview's random streams are built on ([`rng::stream`] returns a
 /// `rand_chacha::ChaCha8Rng`): use `parview::rand::RngExt` to draw from them without adding
 /// a `rand` dependency of a matching version yourself.
+///
+/// ```
+/// use parview::rand::RngExt;
+/// let x: f64 = parview::rng::stream(7, 0).random();
+/// assert!((0.0..1.0).contains(&x));
+/// ```
 pub use rand;
 
 pub use async_result::{AsyncResult, Imap, ImapUnordered};

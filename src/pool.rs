@@ -34,13 +34,30 @@ use std::time::Duration;
 pub use crate::registry::{ENGINE_STACK, HELP_DEPTH, MAX_NESTED_WAITS};
 
 /// Environment variable that sets the default number of engines, like `OMP_NUM_THREADS`.
+///
+/// # Examples
+/// ```
+/// assert_eq!(parview::WORKERS_ENV, "PARVIEW_WORKERS");
+/// // PARVIEW_WORKERS=4 cargo run ... gives Pool::new() four engines.
+/// ```
 pub const WORKERS_ENV: &str = "PARVIEW_WORKERS";
 
 /// The most engines a pool may have (a count above it is a [`BuildError::TooManyWorkers`]).
 /// Each engine is an OS thread with its own deque and mailbox.
+///
+/// # Examples
+/// ```
+/// let e = parview::Pool::builder().workers(parview::MAX_WORKERS + 1).build().unwrap_err();
+/// assert!(e.to_string().contains("4097"));
+/// ```
 pub const MAX_WORKERS: usize = 4096;
 
-/// Default spin window of idle engines before they sleep.
+/// Default spin window of idle engines before they sleep ([`PoolBuilder::spin`] sets another).
+///
+/// # Examples
+/// ```
+/// assert_eq!(parview::DEFAULT_SPIN.as_micros(), 200);
+/// ```
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(200);
 
 /// Why a pool could not be built.

@@ -48,15 +48,43 @@ use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 /// Nested waits below which an engine runs any work while it waits; from this depth on, only
-/// its mailbox and the work it waits for. See the module docs.
+/// its mailbox and the work it waits for (see the crate docs, "Helping is bounded").
+///
+/// # Examples
+/// ```
+/// // A chain of submit().get() deeper than HELP_DEPTH still finishes on one engine.
+/// use std::sync::Arc;
+/// fn chain(pool: &Arc<parview::Pool>, d: usize) -> usize {
+///     if d == 0 { return 0; }
+///     let p = pool.clone();
+///     pool.load_balanced().submit(move || chain(&p, d - 1)).get().unwrap() + 1
+/// }
+/// let pool = Arc::new(parview::Pool::builder().workers(1).build().unwrap());
+/// let p = pool.clone();
+/// let depth = 2 * parview::HELP_DEPTH;
+/// assert_eq!(pool.direct().apply(move |_| chain(&p, depth)), vec![depth]);
+/// ```
 pub const HELP_DEPTH: usize = 16;
 
 /// A blocking call made this many waits deep on one engine panics (naming the limit) instead
-/// of risking a stack overflow.
+/// of risking a stack overflow; the panic is an ordinary item panic of the job that made it.
+///
+/// # Examples
+/// ```
+/// assert!(parview::MAX_NESTED_WAITS > parview::HELP_DEPTH);
+/// ```
 pub const MAX_NESTED_WAITS: usize = 128;
 
 /// Default stack size of an engine thread (bytes): room for [`MAX_NESTED_WAITS`] nested calls
 /// with moderate frames. Memory is committed only as it is touched.
+/// [`PoolBuilder::stack_size`](crate::PoolBuilder::stack_size) overrides it.
+///
+/// # Examples
+/// ```
+/// assert_eq!(parview::ENGINE_STACK, 32 << 20);
+/// let pool = parview::Pool::builder().workers(1).stack_size(4 << 20).build().unwrap();
+/// assert_eq!(pool.par_map(0..3u8, |i| i), vec![0, 1, 2]);
+/// ```
 pub const ENGINE_STACK: usize = 32 << 20;
 
 /// Something an engine can join (a ticket) or run a slot of (directed work).
