@@ -381,43 +381,30 @@ impl WorkerCtx {
     }
 }
 
-/// An unparker that wakes the current thread when it waits in [`wait_until`]: its engine's
-/// parker on an engine (of any pool), else the thread's own.
-pub(crate) fn current_unparker() -> Unparker {
-    match WorkerCtx::current() {
-        Some(ctx) => ctx.parker.unparker().clone(),
-        None => EXTERNAL_PARKER.with(|p| p.unparker().clone()),
-    }
-}
-
-/// Wakes the current thread's wait in [`wait_until`] through `unparker`, whichever kind of
-/// thread it is: on an engine, through the sleep protocol, so an engine that announced itself
-/// asleep is taken out of the count.
-pub(crate) struct Waker {
-    unparker: Unparker,
-    engine: Option<(Arc<Registry>, usize)>,
+/// Wakes a thread that waits in [`wait_until`], whichever kind of thread it is: an engine
+/// through the sleep protocol (so an engine that announced itself asleep is taken out of the
+/// count), any other thread through its own parker.
+pub(crate) enum Waker {
+    /// Engine `w` of this registry.
+    Engine(Arc<Registry>, usize),
+    /// A thread that is no engine.
+    Thread(Unparker),
 }
 
 impl Waker {
     /// The waker of the current thread.
     pub(crate) fn current() -> Waker {
         match WorkerCtx::current() {
-            Some(ctx) => Waker {
-                unparker: ctx.parker.unparker().clone(),
-                engine: Some((ctx.reg.clone(), ctx.index)),
-            },
-            None => Waker {
-                unparker: current_unparker(),
-                engine: None,
-            },
+            Some(ctx) => Waker::Engine(ctx.reg.clone(), ctx.index),
+            None => Waker::Thread(EXTERNAL_PARKER.with(|p| p.unparker().clone())),
         }
     }
 
     /// Wake the waiting thread (spurious wake-ups are harmless).
     pub(crate) fn wake(&self) {
-        match &self.engine {
-            Some((reg, w)) => reg.sleep.notify_one(*w),
-            None => self.unparker.unpark(),
+        match self {
+            Waker::Engine(reg, w) => reg.sleep.notify_one(*w),
+            Waker::Thread(u) => u.unpark(),
         }
     }
 }
@@ -427,48 +414,64 @@ pub(crate) fn on_engine() -> bool {
     WorkerCtx::current().is_some()
 }
 
+/// The message of a blocking call made on engine `ctx` at or past [`MAX_NESTED_WAITS`].
+fn too_deep(ctx: &WorkerCtx) -> String {
+    format!(
+        "parview: engine {} is {} blocking calls deep (the limit is MAX_NESTED_WAITS = \
+         {MAX_NESTED_WAITS}): a job waits on work that waits on work ... Restructure the \
+         recursion, or make the inner calls from outside the pool",
+        ctx.index,
+        ctx.depth.get()
+    )
+}
+
 /// `Err(message)` if a blocking call made now would be [`MAX_NESTED_WAITS`] deep or more.
 pub(crate) fn check_nesting() -> Result<(), String> {
     match WorkerCtx::current() {
-        Some(ctx) if ctx.depth.get() >= MAX_NESTED_WAITS => Err(format!(
-            "parview: engine {} is {} blocking calls deep (the limit is MAX_NESTED_WAITS = \
-             {MAX_NESTED_WAITS}): a job waits on work that waits on work ... Restructure the \
-             recursion, or make the inner calls from outside the pool",
-            ctx.index,
-            ctx.depth.get()
-        )),
+        Some(ctx) if ctx.depth.get() >= MAX_NESTED_WAITS => Err(too_deep(&ctx)),
         _ => Ok(()),
     }
 }
 
-/// Runs `f` as one more level of nested waiting on the current engine (nothing off engines).
-///
-/// # Panics
-/// On an engine already [`MAX_NESTED_WAITS`] deep, before `f` runs, with the message of
-/// [`check_nesting`]. Call this before anything is shared with other threads.
-pub(crate) fn nested<T>(f: impl FnOnce() -> T) -> T {
-    if let Err(m) = check_nesting() {
-        panic!("{m}");
-    }
-    let Some(ctx) = WorkerCtx::current() else {
-        return f();
-    };
-    let d = ctx.depth.get();
-    struct Restore<'a>(&'a Cell<usize>, usize);
-    impl Drop for Restore<'_> {
-        fn drop(&mut self) {
-            self.0.set(self.1);
+/// One more level of nested waiting on the current engine, until dropped (nothing off engines).
+pub(crate) struct Nested(Option<Rc<WorkerCtx>>);
+
+impl Drop for Nested {
+    fn drop(&mut self) {
+        if let Some(ctx) = &self.0 {
+            ctx.depth.set(ctx.depth.get() - 1);
         }
     }
-    ctx.depth.set(d + 1);
-    let _restore = Restore(&ctx.depth, d);
+}
+
+/// Enters one more level of nested waiting, or `Err(message)` on an engine already
+/// [`MAX_NESTED_WAITS`] deep (nothing changed then). Call this before anything is shared with
+/// other threads.
+pub(crate) fn enter_nested() -> Result<Nested, String> {
+    match WorkerCtx::current() {
+        Some(ctx) if ctx.depth.get() >= MAX_NESTED_WAITS => Err(too_deep(&ctx)),
+        Some(ctx) => {
+            ctx.depth.set(ctx.depth.get() + 1);
+            Ok(Nested(Some(ctx)))
+        }
+        None => Ok(Nested(None)),
+    }
+}
+
+/// Runs `f` as one more level of nested waiting on the current engine (see [`enter_nested`]).
+///
+/// # Panics
+/// On an engine already [`MAX_NESTED_WAITS`] deep, before `f` runs, with a message naming the
+/// limit.
+pub(crate) fn nested<T>(f: impl FnOnce() -> T) -> T {
+    let _level = enter_nested().unwrap_or_else(|m| panic!("{m}"));
     f()
 }
 
 /// Blocks the current thread until `done()` holds (true) or `deadline` passes (false). On an
 /// engine of any pool, runs that engine's work meanwhile (see the module docs); elsewhere spins
 /// for `spin`, then parks. The event behind `done` must wake the thread through
-/// [`Waker::current`] (or [`current_unparker`]) taken before `done` was first checked.
+/// [`Waker::current`] taken before `done` was first checked.
 pub(crate) fn wait_until(
     done: &dyn Fn() -> bool,
     deadline: Option<Instant>,

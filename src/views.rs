@@ -1075,7 +1075,7 @@ impl<'p> ReturnExceptions<'p> {
                 raise(e, n);
             }
         };
-        let mut rep = crate::map::run::run(
+        let rep = crate::map::run::run(
             &v.pool.reg,
             &Spec::shared(v.schedule),
             input,
@@ -1083,7 +1083,6 @@ impl<'p> ReturnExceptions<'p> {
             |_: &mut (), x| Ok::<R, Infallible>(f(x)),
             ResultSink(VecSink(out.as_mut_ptr())),
         );
-        crate::map::run::absorb_panics(&mut rep);
         // SAFETY: `run` returned, so every participant has left; every slot holds Ok or the
         // Err of its panic, and a map that is never stopped leaves no other holes.
         unsafe { collect(out, n, rep) }.unwrap_or_else(|e| raise(e, n))

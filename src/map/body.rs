@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 /// What went wrong, gathered under a lock on failure paths only.
 pub(crate) struct Report<E> {
     pub(crate) error: Option<(usize, E)>,
-    /// The lowest index whose user code panicked (the closure, or a `Drop` parview ran), and
-    /// the message.
+    /// The lowest index whose user code panicked (the closure, unless the sink kept the panic
+    /// as the item's value; or a `Drop` parview ran), and the message.
     pub(crate) panic: Option<(usize, String)>,
     pub(crate) panicked: usize,
     /// Output slots never written.
@@ -242,19 +242,12 @@ where
                 Err(payload) => {
                     let message = crate::unwind::panic_message(&*payload);
                     crate::unwind::drop_payload(payload);
-                    let absorbed = self.sink.absorb(
-                        i,
-                        ItemError {
-                            index: i,
-                            message: message.clone(),
-                        },
-                    );
-                    let mut rep = self.report();
-                    rep.note_panic(i, message);
-                    if !absorbed {
+                    let err = ItemError { index: i, message };
+                    if let Err(err) = self.sink.absorb(i, err) {
+                        let mut rep = self.report();
+                        rep.note_panic(i, err.message);
                         rep.holes.push(i..i + 1);
                     }
-                    drop(rep);
                     i += 1;
                 }
             }

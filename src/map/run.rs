@@ -105,16 +105,19 @@ where
     S: Sink<R>,
     E: Send,
 {
-    if let Err(m) = registry::check_nesting() {
-        release_all(&input);
-        panic!("{m}");
-    }
+    let _level = match registry::enter_nested() {
+        Ok(level) => level,
+        Err(m) => {
+            release_all(&input);
+            panic!("{m}");
+        }
+    };
     let n = input.len();
     let (disp, directed) = spec.dispenser(n, reg);
     let units = disp.max_units();
     let body = Body::new(input, state, f, sink, disp, directed, spec.tracker.clone());
     if n > 0 {
-        registry::nested(|| run_borrowed(reg, &body, units, spec.placement));
+        run_borrowed(reg, &body, units, spec.placement);
     }
     body.conclude()
 }
@@ -345,24 +348,11 @@ impl<R: Send + 'static> AsyncOutput for ResultsOut<R> {
     type R = R;
     type Sink = ResultSink<R>;
     type T = Vec<Result<R, ItemError>>;
-    fn finish(&self, mut rep: Report<Infallible>, n: usize) -> Result<Self::T, MapError> {
-        absorb_panics(&mut rep);
+    fn finish(&self, rep: Report<Infallible>, n: usize) -> Result<Self::T, MapError> {
         self.0.finish(rep, n)
     }
     fn drop_value(v: Self::T) {
         drop_vec(v);
-    }
-}
-
-/// A `return_exceptions` map keeps each item's panic in its slot: only panics that are not an
-/// item's own (a `Drop` parview ran) still fail the map.
-pub(crate) fn absorb_panics<E>(rep: &mut Report<E>) {
-    if rep
-        .panic
-        .as_ref()
-        .is_some_and(|(_, m)| !m.starts_with("Drop of "))
-    {
-        rep.panic = None;
     }
 }
 
@@ -376,7 +366,12 @@ impl<R: Send + 'static> AsyncOutput for StreamOut<R> {
     type R = R;
     type Sink = StreamSink<R>;
     type T = ();
-    fn finish(&self, _rep: Report<Infallible>, _n: usize) -> Result<(), MapError> {
+    fn finish(&self, rep: Report<Infallible>, _n: usize) -> Result<(), MapError> {
+        // Items' panics went down the stream; what is left (a panicking `Drop` of an input
+        // nobody took) has no one to go to.
+        if let Some((i, m)) = rep.panic {
+            crate::unwind::report_orphan(&format!("input item {i} of an imap"), &m);
+        }
         Ok(())
     }
     fn drop_value(_v: ()) {}

@@ -19,9 +19,10 @@ pub(crate) trait Sink<R>: Sync {
     /// # Safety
     /// `i` is in bounds and no other call uses the same `i`.
     unsafe fn put(&self, i: usize, r: R);
-    /// Offered an item's panic; true if the sink stored it in slot `i` (no hole then).
-    fn absorb(&self, _i: usize, _e: ItemError) -> bool {
-        false
+    /// Offered an item's panic: `Ok` if the sink keeps it as item `i`'s value (no hole, and
+    /// not a failure of the map: `return_exceptions`, streams), else the error back.
+    fn absorb(&self, _i: usize, e: ItemError) -> Result<(), ItemError> {
+        Err(e)
     }
 }
 
@@ -67,10 +68,10 @@ impl<R: Send> Sink<R> for ResultSink<R> {
         // SAFETY: forwarded contract.
         unsafe { self.0.put(i, Ok(r)) }
     }
-    fn absorb(&self, i: usize, e: ItemError) -> bool {
+    fn absorb(&self, i: usize, e: ItemError) -> Result<(), ItemError> {
         // SAFETY: item `i` panicked, so its slot was not written and will not be.
         unsafe { self.0.put(i, Err(e)) };
-        true
+        Ok(())
     }
 }
 
@@ -152,9 +153,9 @@ impl<R: Send> Sink<R> for StreamSink<R> {
     unsafe fn put(&self, i: usize, r: R) {
         self.0.push((i, Ok(r)));
     }
-    fn absorb(&self, i: usize, e: ItemError) -> bool {
+    fn absorb(&self, i: usize, e: ItemError) -> Result<(), ItemError> {
         self.0.push((i, Err(e)));
-        true
+        Ok(())
     }
 }
 
@@ -216,7 +217,7 @@ pub(crate) unsafe fn drop_written<R, E>(
 
 /// Finishes a map whose results went into the spare capacity of `out` (`n` slots): the vector
 /// when every slot was written, else the written slots are dropped (once each) and the map's
-/// error is returned. Maps whose sink absorbs panics clear `rep.panic` first.
+/// error is returned.
 ///
 /// # Safety
 /// Every participant has left, `rep` is the map's concluded report, and exactly the slots of
