@@ -1,4 +1,4 @@
-//! The price of reproducibility: parview's deterministic sum (fixed tree over 4096-item leaves,
+//! The price of reproducibility: parview's deterministic sum (fixed tree over `default_leaf(n)`-item leaves,
 //! bitwise identical for any worker count and schedule) against plain parallel sums whose
 //! rounding depends on how the work was split, on 10M f64 with 2 workers.
 //!

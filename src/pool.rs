@@ -702,9 +702,12 @@ impl Pool {
 
 impl Pool {
     /// Deterministic parallel map-reduce: `map` on every item, combined with `op` by the fixed
-    /// tree of [`reduce`](crate::reduce) (leaves of [`DEFAULT_LEAF`](crate::reduce::DEFAULT_LEAF)
-    /// items folded left to right, then a pairwise tree). `None` for empty input. Bitwise
-    /// identical for every worker count and schedule. Takes any [`IntoMapInput`].
+    /// tree of [`reduce`](crate::reduce) (leaves of [`default_leaf`](crate::reduce::default_leaf)
+    /// items — a function of the input length only — folded left to right, then a pairwise
+    /// tree). `None` for empty input. Bitwise identical for every worker count and schedule.
+    /// Inputs of fewer than 2,048 items get one leaf per item, so a reduction over a few
+    /// expensive items (64 primality tests, 100 Monte-Carlo chunks) uses every engine, like
+    /// OpenMP's `reduction(+:x)`. Takes any [`IntoMapInput`].
     ///
     /// # Panics
     /// As [`par_map`](Self::par_map), if `map` or `op` panics.

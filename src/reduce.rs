@@ -8,7 +8,7 @@
 //!
 //! # The contract
 //!
-//! For an input of `n` items and leaf size `L` ([`DEFAULT_LEAF`] unless
+//! For an input of `n` items and leaf size `L` ([`default_leaf`]`(n)` unless
 //! given):
 //!
 //! 1. The items are cut into `ceil(n / L)` consecutive **leaves** of `L`
@@ -45,6 +45,16 @@
 //!   (The pairwise tree is in fact usually *more* accurate: its rounding error
 //!   grows like `log n` rather than `n`.)
 //! * Equality between different leaf sizes: `L` is part of the tree.
+//!
+//! # Leaf size: a function of the length only
+//!
+//! [`default_leaf`]`(n)` is `n / TARGET_LEAVES` clamped to `1..=MAX_LEAF`: up to 2,047 items
+//! every item is its own leaf, up to 4M items there are 1,024 to 2,047 leaves, beyond that
+//! leaves hold [`MAX_LEAF`] items. It never looks at the worker count (that would change the
+//! tree, hence the bits, with the pool size), yet even a reduction over 2 items, the 64
+//! numbers of a primality test or 100 Monte-Carlo chunks has a leaf per item for every engine
+//! to take, and 1,024 leaves keep up to a few hundred engines balanced. The price is fixed: at
+//! most ~2,000 leaf values and tree steps per call (a few µs), however large the input.
 //! * For a non-associative `op`, anything beyond "the tree above" — the
 //!   result is exactly that tree, not a left fold.
 //!
@@ -54,13 +64,13 @@
 //! # Example
 //!
 //! ```
-//! use parview::reduce::{serial_map_reduce, DEFAULT_LEAF};
+//! use parview::reduce::{default_leaf, serial_map_reduce};
 //! use parview::{par_map_reduce, par_sum};
 //!
 //! let xs: Vec<f64> = (0..100_000).map(|i| 1.0 / (i as f64 + 1.0)).collect();
 //! let s: f64 = par_sum(&xs);
 //! // Same bits as the serial evaluation of the same tree:
-//! let serial = serial_map_reduce(DEFAULT_LEAF, &xs, |x| *x, |a, b| a + b).unwrap();
+//! let serial = serial_map_reduce(default_leaf(xs.len()), &xs, |x| *x, |a, b| a + b).unwrap();
 //! assert_eq!(s.to_bits(), serial.to_bits());
 //!
 //! let max = par_map_reduce(&xs, |x| *x, f64::max);
@@ -76,17 +86,48 @@ use crate::map::{IntoMapInput, MapInput};
 use crate::pool::Pool;
 use crate::schedule::Schedule;
 
-/// The default number of items per leaf.
+/// The largest leaf [`default_leaf`] picks: inputs of more than `MAX_LEAF * TARGET_LEAVES`
+/// (4M) items are cut into leaves of 4,096.
 ///
-/// Part of the reproducibility contract: the tree (hence float results)
-/// changes if this changes, which would be a breaking release. Use
+/// ```
+/// assert_eq!(parview::reduce::MAX_LEAF, 4096);
+/// ```
+pub const MAX_LEAF: usize = 4096;
+
+/// How many leaves [`default_leaf`] aims for (at least this many, fewer than twice as many)
+/// while leaves are shorter than [`MAX_LEAF`].
+///
+/// ```
+/// assert_eq!(parview::reduce::TARGET_LEAVES, 1024);
+/// ```
+pub const TARGET_LEAVES: usize = 1024;
+
+/// The leaf size of every reduction that is not given one: `n / TARGET_LEAVES`, at least 1
+/// and at most [`MAX_LEAF`]. A function of the input length only, so the tree (and the bits of
+/// a float result) is the same for any worker count and schedule.
+///
+/// Part of the reproducibility contract: the tree (hence float results) changes if this
+/// changes, which would be a breaking release. Use
 /// [`LoadBalancedView::map_reduce_leaves`](crate::LoadBalancedView::map_reduce_leaves) to pin
 /// your own.
 ///
 /// ```
-/// assert_eq!(parview::reduce::DEFAULT_LEAF, 4096);
+/// use parview::reduce::default_leaf;
+/// assert_eq!(default_leaf(0), 1);
+/// assert_eq!(default_leaf(64), 1); // 64 leaves: each prime test is its own leaf
+/// assert_eq!(default_leaf(1_000_000), 976);
+/// assert_eq!(default_leaf(10_000_000), 4096);
 /// ```
-pub const DEFAULT_LEAF: usize = 4096;
+pub const fn default_leaf(n: usize) -> usize {
+    let l = n / TARGET_LEAVES;
+    if l < 1 {
+        1
+    } else if l > MAX_LEAF {
+        MAX_LEAF
+    } else {
+        l
+    }
+}
 
 /// Numbers [`par_sum`](crate::par_sum) can add: `+` plus an additive identity for empty
 /// input.
@@ -209,11 +250,12 @@ impl<In: MapInput> Drop for ReleaseRest<'_, In> {
 }
 
 /// The deterministic map-reduce behind every reduction: leaves of `leaf` items (the last may
-/// be shorter) folded on `pool` with `schedule`, combined by [`tree_reduce`] on the caller.
+/// be shorter; [`default_leaf`] of the length when `None`) folded on `pool` with `schedule`,
+/// combined by [`tree_reduce`] on the caller.
 pub(crate) fn map_reduce<I, M, O, R>(
     pool: &Pool,
     schedule: Schedule,
-    leaf: usize,
+    leaf: Option<usize>,
     input: I,
     map: M,
     op: O,
@@ -224,9 +266,12 @@ where
     O: Fn(R, R) -> R + Sync,
     R: Send,
 {
-    check_leaf(leaf);
+    if let Some(leaf) = leaf {
+        check_leaf(leaf);
+    }
     let input = input.into_map_input();
     let n = input.len();
+    let leaf = leaf.unwrap_or(default_leaf(n));
     if n == 0 {
         crate::map::run::release_all(&input);
         return None;
@@ -373,13 +418,14 @@ mod tests {
     #[test]
     fn float_sum_is_bitwise_identical_across_workers_and_schedules() {
         let xs = data();
-        let serial = serial_map_reduce(DEFAULT_LEAF, &xs, |x| *x, |a, b| a + b).unwrap();
+        let leaf = default_leaf(xs.len());
+        let serial = serial_map_reduce(leaf, &xs, |x| *x, |a, b| a + b).unwrap();
         for workers in 1..=8 {
             let pool = test_pool(workers);
             for schedule in SCHEDULES {
                 let got = pool
                     .schedule(schedule)
-                    .map_reduce_leaves(DEFAULT_LEAF, &xs, |x| *x, |a, b| a + b)
+                    .map_reduce_leaves(leaf, &xs, |x| *x, |a, b| a + b)
                     .unwrap();
                 assert_eq!(
                     got.to_bits(),

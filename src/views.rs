@@ -789,11 +789,11 @@ impl<'p> LoadBalancedView<'p> {
         O: Fn(R, R) -> R + Sync,
         R: Send,
     {
-        self.map_reduce_leaves(crate::reduce::DEFAULT_LEAF, input, map, op)
+        crate::reduce::map_reduce(self.pool, self.schedule, None, input, map, op)
     }
 
     /// [`map_reduce`](Self::map_reduce) with leaves of `leaf` items instead of
-    /// [`DEFAULT_LEAF`](crate::reduce::DEFAULT_LEAF): the leaf size is part of the tree, so it
+    /// [`default_leaf`](crate::reduce::default_leaf)`(n)`: the leaf size is part of the tree, so it
     /// changes float results; the result equals
     /// [`serial_map_reduce`](crate::reduce::serial_map_reduce)`(leaf, ..)` bit for bit.
     ///
@@ -815,7 +815,7 @@ impl<'p> LoadBalancedView<'p> {
         O: Fn(R, R) -> R + Sync,
         R: Send,
     {
-        crate::reduce::map_reduce(self.pool, self.schedule, leaf, input, map, op)
+        crate::reduce::map_reduce(self.pool, self.schedule, Some(leaf), input, map, op)
     }
 
     /// Deterministic reduction of the items themselves, with the view's schedule (see

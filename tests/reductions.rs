@@ -6,7 +6,7 @@ mod common;
 
 use common::{SCHEDULES, pool, within};
 use parview::Schedule;
-use parview::reduce::{DEFAULT_LEAF, serial_map_reduce};
+use parview::reduce::{default_leaf, serial_map_reduce};
 use parview_demo::{hash_unif, pi_chunk_hits};
 
 // ---------------------------------------------------------------------------------------------
@@ -93,9 +93,10 @@ fn par_map_reduce_of_a_million_f64_is_bitwise_identical() {
             "data not order-sensitive; test would be vacuous"
         );
 
-        for leaf in [DEFAULT_LEAF, 777] {
+        let default = default_leaf(xs.len());
+        for leaf in [default, 777] {
             let want = serial_map_reduce(leaf, &xs, |x| *x, |a, b| a + b).unwrap();
-            let sizes: Vec<usize> = if leaf == DEFAULT_LEAF {
+            let sizes: Vec<usize> = if leaf == default {
                 (1..=8).collect()
             } else {
                 vec![1, 3, 8]
@@ -109,7 +110,7 @@ fn par_map_reduce_of_a_million_f64_is_bitwise_identical() {
                         .unwrap();
                     assert_eq!(got.to_bits(), want.to_bits(), "leaf={leaf} P={p} {s:?}");
                 }
-                if leaf == DEFAULT_LEAF {
+                if leaf == default {
                     let got = pool.par_map_reduce(&xs, |x| *x, |a, b| a + b).unwrap();
                     assert_eq!(got.to_bits(), want.to_bits(), "par_map_reduce P={p}");
                     let sum: f64 = pool.par_sum(&xs);
@@ -118,19 +119,15 @@ fn par_map_reduce_of_a_million_f64_is_bitwise_identical() {
                     let sq = pool
                         .par_map_reduce(0..n, |i| value(i) * value(i), |a, b| a + b)
                         .unwrap();
-                    let sq_want = serial_map_reduce(
-                        DEFAULT_LEAF,
-                        0..n,
-                        |i| value(i) * value(i),
-                        |a, b| a + b,
-                    )
-                    .unwrap();
+                    let sq_want =
+                        serial_map_reduce(default, 0..n, |i| value(i) * value(i), |a, b| a + b)
+                            .unwrap();
                     assert_eq!(sq.to_bits(), sq_want.to_bits(), "range map P={p}");
                 }
             }
         }
         // Free functions on the global pool agree too.
-        let want = serial_map_reduce(DEFAULT_LEAF, &xs, |x| *x, |a, b| a + b).unwrap();
+        let want = serial_map_reduce(default, &xs, |x| *x, |a, b| a + b).unwrap();
         let s: f64 = parview::par_sum(&xs);
         assert_eq!(s.to_bits(), want.to_bits());
         let s = parview::par_map_reduce(&xs, |x| *x, |a, b| a + b).unwrap();
@@ -166,5 +163,85 @@ fn non_commutative_reduction_keeps_input_order() {
             let e: f64 = pool.par_sum(Vec::<f64>::new());
             assert_eq!(e, 0.0);
         }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small inputs: a leaf per item, every engine used, the same bits for every pool
+
+/// Waits (up to 10 s) until `parties` items are inside at once; true when they met. Items
+/// that run one after another never meet.
+fn meet(arrived: &std::sync::atomic::AtomicUsize, parties: usize) -> bool {
+    use std::sync::atomic::Ordering;
+    arrived.fetch_add(1, Ordering::SeqCst);
+    let t = std::time::Instant::now();
+    while arrived.load(Ordering::SeqCst) < parties {
+        if t.elapsed() > std::time::Duration::from_secs(10) {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+    true
+}
+
+#[test]
+fn a_reduction_over_two_items_runs_them_on_two_engines_at_once() {
+    within(60, || {
+        use std::sync::atomic::AtomicUsize;
+        for p in [2, 3, 8] {
+            let pool = pool(p);
+            // The schedules whose chunks can hold a single item (a chunk of 7 or 13 holds both:
+            // that is what those schedules ask for).
+            for s in [
+                Schedule::Static,
+                Schedule::StaticChunked(1),
+                Schedule::Dynamic(1),
+                Schedule::Guided(1),
+                Schedule::Adaptive,
+            ] {
+                let arrived = AtomicUsize::new(0);
+                let met =
+                    pool.schedule(s)
+                        .map_reduce(0..2u32, |_| meet(&arrived, 2), |a, b| a && b);
+                // Static with 2 items on a bigger pool still gives each item its own block.
+                assert_eq!(
+                    met,
+                    Some(true),
+                    "P={p} {s:?}: the two leaves ran one after the other"
+                );
+            }
+            // The free functions' path: every engine of the pool takes one of P items.
+            let arrived = AtomicUsize::new(0);
+            let all = pool.par_map_reduce(0..p, |_| u32::from(meet(&arrived, p)), |a, b| a + b);
+            assert_eq!(all, Some(p as u32), "P={p}: par_map_reduce over P items");
+        }
+    });
+}
+
+#[test]
+fn leaves_depend_on_the_length_only() {
+    within(120, || {
+        for n in [1usize, 2, 3, 64, 100, 2047, 2048, 5000, 70_001] {
+            let xs: Vec<f64> = (0..n).map(value).collect();
+            let leaf = default_leaf(n);
+            assert_eq!(leaf, (n / 1024).clamp(1, 4096), "n={n}");
+            let want = serial_map_reduce(leaf, &xs, |x| *x, |a, b| a + b).unwrap();
+            for p in [1, 2, 3, 5, 8] {
+                let pool = pool(p);
+                for &s in &SCHEDULES {
+                    let got = pool
+                        .schedule(s)
+                        .map_reduce(&xs, |x| *x, |a, b| a + b)
+                        .unwrap();
+                    assert_eq!(got.to_bits(), want.to_bits(), "n={n} P={p} {s:?}");
+                }
+                let sum: f64 = pool.par_sum(&xs);
+                assert_eq!(sum.to_bits(), want.to_bits(), "par_sum n={n} P={p}");
+            }
+        }
+        // Up to 2047 items the tree is the one over single items.
+        let xs: Vec<f64> = (0..2047).map(value).collect();
+        let by_item = serial_map_reduce(1, &xs, |x| *x, |a, b| a + b).unwrap();
+        assert_eq!(parview::par_sum::<_, f64>(&xs).to_bits(), by_item.to_bits());
     });
 }
