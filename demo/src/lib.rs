@@ -22,8 +22,13 @@
 //! | random matrices | [`avg_random_matrices`] | [`avg_random_matrices_serial`] | mean -> (10/3) I |
 //! | station correlations | [`correlation_row`], [`Standardized::row_into`] | [`correlation_serial`] | symmetric, unit diagonal |
 //!
+//! [`omp`] has OpenMP versions of the same kernels (C, built by `build.rs`), for runs side by
+//! side with parview and rayon in one process.
+//!
 //! Nothing here allocates per item; kernels that produce more than a scalar have an
 //! `_into` variant writing into a caller-provided slot.
+
+pub mod omp;
 
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -1162,7 +1167,7 @@ mod tests {
         }
         while n <= last {
             // cheap pre-filter by small factors; only survivors pay a full trial division
-            let small = (3..1000).step_by(2).any(|d| n % d == 0);
+            let small = (3..1000).step_by(2).any(|d| n.is_multiple_of(d));
             if !small && is_prime(n) {
                 found.push(n);
             } else {
