@@ -1,5 +1,6 @@
 //! Criterion benchmarks of parview's fixed costs: what one parallel call costs on tiny and
-//! large trivial inputs, next to a serial loop and rayon on the same input.
+//! large trivial inputs, next to a serial loop, rayon and OpenMP (`parview_demo::omp`, C
+//! compiled with `-O3 -march=native -fopenmp`, called in the same process) on the same input.
 //!
 //! ```text
 //! cargo bench --bench core                 # all groups (~1.5 min)
@@ -14,16 +15,19 @@
 //!
 //! | group | input | target |
 //! | --- | --- | --- |
-//! | `map2_trivial` | 2 items `x + 1` | parview <= 1.5 µs/call (rayon: 11-20 µs) |
-//! | `map2_busy5us` | 2 items of ~5 µs busy-wait | parview <= 6.5 µs (serial 10 µs) |
-//! | `map16_trivial` | 16 items `2x + 1` | parview <= 1.5x serial |
-//! | `map1000_trivial` | 1,000 items `2x + 1` | parview <= 1.5x serial |
-//! | `overhead_into` / `overhead_collect` | `2x + 1` over 10M `u64`, into a buffer / collected | parview <= rayon |
+//! | `map2_trivial` | 2 items `2x + 1` | default schedule <= 1.1x the best parview schedule, <= OpenMP's best |
+//! | `map16_trivial` | 16 items `2x + 1` | as above |
+//! | `map1000_trivial` | 1,000 items `2x + 1` | as above |
+//! | `map2_busy5us` | 2 items of ~5 µs busy-wait | as above (serial 10 µs) |
+//! | `dynamic1_2M` | `Dynamic(1)` over 2M items `2x + 1` into a buffer | parview <= OpenMP `dynamic,1` |
+//! | `overhead_into` / `overhead_collect` | `2x + 1` over 10M `u64`, into a buffer / collected | parview <= rayon, OpenMP static |
 //! | `scatter_gather` | sum of 4,096 `u64` split one piece per engine | (call cost) |
 //! | `direct_apply` | `DirectView::apply(|e| e)` vs rayon `broadcast` | (call cost) |
 //!
 //! rayon's tiny-map entries use `with_max_len(1)` so that the 2 (16) items really are split
-//! into parallel tasks, as parview's maps do; otherwise rayon may run them inline.
+//! into parallel tasks, as parview's maps do; otherwise rayon may run them inline. Entries end
+//! in `collect` (a fresh `Vec` per call; OpenMP: a fresh buffer first touched in the loop) or
+//! `into` (a buffer reused across calls).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use parview::Schedule;
@@ -32,7 +36,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::pools;
+use common::{omp, pools};
+use parview_demo::omp::{self as c_omp, OmpSchedule};
 
 fn config() -> Criterion {
     Criterion::default()
@@ -71,10 +76,34 @@ fn tiny_maps(c: &mut Criterion) {
                     .collect::<Vec<u64>>()
             })
         });
-        g.bench_function("parview", |b| {
-            b.iter(|| pool.par_map(black_box(&input), |&x| trivial(x)))
-        });
-        g.bench_function("rayon", |b| {
+        let mut out = vec![0u64; input.len()];
+        for (label, s) in [
+            ("parview", Schedule::default()),
+            ("parview_static", Schedule::Static),
+            ("parview_dynamic1", Schedule::Dynamic(1)),
+        ] {
+            let lb = pool.schedule(s);
+            g.bench_function(format!("{label}/collect"), |b| {
+                b.iter(|| lb.map(black_box(&input), |&x| trivial(x)))
+            });
+            g.bench_function(format!("{label}/into"), |b| {
+                b.iter(|| lb.map_into(black_box(&input), &mut out, |&x| trivial(x)))
+            });
+        }
+        if omp() {
+            for (label, s) in [
+                ("omp_static", OmpSchedule::Static),
+                ("omp_dynamic1", OmpSchedule::Dynamic(1)),
+            ] {
+                g.bench_function(format!("{label}/collect"), |b| {
+                    b.iter(|| c_omp::affine_collect(black_box(&input), s))
+                });
+                g.bench_function(format!("{label}/into"), |b| {
+                    b.iter(|| c_omp::affine_into(black_box(&input), &mut out, s))
+                });
+            }
+        }
+        g.bench_function("rayon/collect", |b| {
             b.iter(|| {
                 rp.install(|| {
                     let it = black_box(&input).par_iter();
@@ -106,14 +135,29 @@ fn tiny_maps(c: &mut Criterion) {
                 .collect::<Vec<u64>>()
         })
     });
-    g.bench_function("parview", |b| {
-        b.iter(|| {
-            pool.par_map(black_box(&input), |&x| {
-                busy(five);
-                x
+    for (label, s) in [
+        ("parview", Schedule::default()),
+        ("parview_static", Schedule::Static),
+        ("parview_dynamic1", Schedule::Dynamic(1)),
+    ] {
+        let lb = pool.schedule(s);
+        g.bench_function(label, |b| {
+            b.iter(|| {
+                lb.map(black_box(&input), |&x| {
+                    busy(five);
+                    x
+                })
             })
-        })
-    });
+        });
+    }
+    if omp() {
+        for (label, s) in [
+            ("omp_static", OmpSchedule::Static),
+            ("omp_dynamic1", OmpSchedule::Dynamic(1)),
+        ] {
+            g.bench_function(label, |b| b.iter(|| c_omp::busy(2, five, s)));
+        }
+    }
     g.bench_function("rayon", |b| {
         b.iter(|| {
             rp.install(|| {
@@ -128,6 +172,23 @@ fn tiny_maps(c: &mut Criterion) {
             })
         })
     });
+    g.finish();
+
+    // One item per chunk: the per-chunk cost of dynamic dispensing.
+    let input: Vec<u64> = (0..2_000_000).collect();
+    let mut out = vec![0u64; input.len()];
+    let mut g = c.benchmark_group("dynamic1_2M");
+    g.bench_function("parview_dynamic1/into", |b| {
+        b.iter(|| {
+            pool.schedule(Schedule::Dynamic(1))
+                .map_into(&input, &mut out, |&x| trivial(x))
+        })
+    });
+    if omp() {
+        g.bench_function("omp_dynamic1/into", |b| {
+            b.iter(|| c_omp::affine_into(&input, &mut out, OmpSchedule::Dynamic(1)))
+        });
+    }
     g.finish();
 }
 
@@ -164,6 +225,11 @@ fn overhead(c: &mut Criterion) {
             })
         })
     });
+    if omp() {
+        g.bench_function("omp_static", |b| {
+            b.iter(|| c_omp::affine_into(&x, &mut z, OmpSchedule::Static))
+        });
+    }
     g.finish();
     assert!(z.iter().enumerate().all(|(i, &v)| v == 2 * i as u64 + 1));
 
@@ -178,6 +244,11 @@ fn overhead(c: &mut Criterion) {
     g.bench_function("rayon", |b| {
         b.iter(|| rp.install(|| x.par_iter().map(|&v| v * 2 + 1).collect::<Vec<u64>>()))
     });
+    if omp() {
+        g.bench_function("omp_static", |b| {
+            b.iter(|| c_omp::affine_collect(&x, OmpSchedule::Static))
+        });
+    }
     g.finish();
 }
 

@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the demo workloads (`parview_demo`): one group per workload with
-//! the serial driver, parview's schedules / views, and rayon on the same inputs.
+//! the serial driver, parview's schedules / views, rayon and OpenMP (`parview_demo::omp`, C with
+//! `-O3 -march=native -fopenmp`, in the same process) on the same inputs.
 //!
 //! ```text
 //! cargo bench --bench workloads            # all groups (~2.5 min; primes alone ~1 min)
@@ -8,10 +9,11 @@
 //!
 //! | group | input | entries |
 //! | --- | --- | --- |
-//! | `pi_1e7` | Monte-Carlo pi, 1e7 samples in chunks of `demo::PI_CHUNK` | serial, parview/lb_adaptive, lb_dynamic1, direct, rayon |
-//! | `gauss_10M` | `exp(-(x-y)^2)` over 10M f64 | serial, parview/into_static, into_adaptive, collect_adaptive, rayon/into, rayon/collect |
-//! | `inv_100k` | 100k 5x5 Gauss-Jordan inversions (collected) | serial, parview/adaptive, static, dynamic1024, rayon |
-//! | `primes_64` | 64 uneven trial divisions (all work in the first half) | serial, parview/direct, lb_dynamic1, lb_adaptive, rayon |
+//! | `pi_1e7` | Monte-Carlo pi, 1e7 samples in chunks of `demo::PI_CHUNK` | serial, parview/lb_adaptive, lb_dynamic1, direct, rayon, omp_static, omp_dynamic1 |
+//! | `reduce_small` | `par_map_reduce` over 100 pi chunks (1e8 samples) and over the 64 primes | serial, parview, omp (a `reduction(+:x)` loop) |
+//! | `gauss_10M` | `exp(-(x-y)^2)` over 10M f64 | serial, parview/into_static, into_adaptive, collect_adaptive, rayon/into, rayon/collect, omp_static/into |
+//! | `inv_100k` | 100k 5x5 Gauss-Jordan inversions (collected) | serial, parview/adaptive, static, dynamic1024, rayon, omp_static/into |
+//! | `primes_64` | 64 uneven trial divisions (all work in the first half) | serial, parview/direct, lb_dynamic1, lb_adaptive, rayon, omp_static, omp_dynamic1 |
 //! | `avg_matrices` | 64 tasks x 4,000 random 10x10 `A^T A` | serial, parview/lb_adaptive, direct, rayon |
 //! | `correlation_1200` | 1200x1200 Pearson matrix, rows into a buffer | serial, parview/rows_adaptive, rows_static, rayon |
 //!
@@ -27,7 +29,8 @@ use rayon::prelude::*;
 use std::time::Duration;
 
 mod common;
-use common::pools;
+use common::{omp, pools};
+use parview_demo::omp::{self as c_omp, OmpSchedule};
 
 fn config() -> Criterion {
     Criterion::default()
@@ -61,6 +64,50 @@ fn pi(c: &mut Criterion) {
     g.bench_function("rayon", |b| {
         b.iter(|| rp.install(|| (0..nch).into_par_iter().map(chunk).sum::<u64>()))
     });
+    if omp() {
+        for (name, s) in [
+            ("omp_static", OmpSchedule::Static),
+            ("omp_dynamic1", OmpSchedule::Dynamic(1)),
+        ] {
+            assert_eq!(c_omp::pi_hits(n, s), want);
+            g.bench_function(name, |b| b.iter(|| c_omp::pi_hits(n, s)));
+        }
+    }
+    g.finish();
+}
+
+/// Reductions over few, costly items: the leaves must reach every engine.
+fn reduce_small(c: &mut Criterion) {
+    let (pool, _rp) = pools();
+    let n = 100 * demo::PI_CHUNK;
+    let nch = demo::pi_chunks(n);
+    let chunk = |c: u64| demo::pi_chunk_hits(c, demo::pi_chunk_len(n, c));
+    let want = demo::pi_serial(n).0;
+    let mut g = c.benchmark_group("reduce_small");
+    g.sampling_mode(SamplingMode::Flat);
+    g.bench_function("pi100/serial", |b| b.iter(|| demo::pi_serial(n).0));
+    assert_eq!(pool.par_map_reduce(0..nch, chunk, |a, b| a + b), Some(want));
+    g.bench_function("pi100/parview", |b| {
+        b.iter(|| pool.par_map_reduce(0..nch, chunk, |a, b| a + b))
+    });
+    if omp() {
+        g.bench_function("pi100/omp_static", |b| {
+            b.iter(|| c_omp::pi_hits(n, OmpSchedule::Static))
+        });
+    }
+    let nums = demo::primes_inputs();
+    let nums = &nums;
+    let prime = |&v: &u64| usize::from(demo::is_prime(v));
+    g.bench_function("primes64/serial", |b| b.iter(|| demo::primes_serial(nums)));
+    assert_eq!(pool.par_map_reduce(nums, prime, |a, b| a + b), Some(32));
+    g.bench_function("primes64/parview", |b| {
+        b.iter(|| pool.par_map_reduce(nums, prime, |a, b| a + b))
+    });
+    if omp() {
+        g.bench_function("primes64/omp_dynamic1", |b| {
+            b.iter(|| c_omp::primes(nums, OmpSchedule::Dynamic(1)))
+        });
+    }
     g.finish();
 }
 
@@ -96,6 +143,12 @@ fn gauss(c: &mut Criterion) {
             })
         })
     });
+    if omp() {
+        g.bench_function("omp_static/into", |b| {
+            b.iter(|| c_omp::gauss_into(x, y, gm, &mut z, OmpSchedule::Static))
+        });
+        assert_eq!(demo::checksum(&z).to_bits(), want.to_bits());
+    }
     g.bench_function("serial/collect", |b| {
         b.iter(|| {
             x.iter()
@@ -142,6 +195,12 @@ fn inv(c: &mut Criterion) {
     g.bench_function("rayon", |b| {
         b.iter(|| rp.install(|| mats.par_iter().map(inv_one).collect::<Vec<Mat5>>()))
     });
+    if omp() {
+        let mut out = vec![[[0.0; 5]; 5]; mats.len()];
+        g.bench_function("omp_static/into", |b| {
+            b.iter(|| c_omp::inv_into(mats, &mut out, OmpSchedule::Static))
+        });
+    }
     g.finish();
 }
 
@@ -173,6 +232,14 @@ fn primes(c: &mut Criterion) {
             })
         })
     });
+    if omp() {
+        for (name, s) in [
+            ("omp_static", OmpSchedule::Static),
+            ("omp_dynamic1", OmpSchedule::Dynamic(1)),
+        ] {
+            g.bench_function(name, |b| b.iter(|| c_omp::primes(nums, s)));
+        }
+    }
     g.finish();
 }
 
@@ -246,6 +313,6 @@ fn correlation(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = config();
-    targets = pi, gauss, inv, primes, avg_matrices, correlation
+    targets = pi, reduce_small, gauss, inv, primes, avg_matrices, correlation
 }
 criterion_main!(benches);
