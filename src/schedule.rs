@@ -17,7 +17,9 @@
 //!   rule), capped by what remains.
 //! * [`Schedule::Adaptive`]: each participant starts with one item and grows its chunk (×2 to ×16) while a
 //!   chunk finishes in under [`Schedule::ADAPTIVE_TARGET`], capped at `ceil(remaining / 2P)` so the tail
-//!   stays shareable.
+//!   stays shareable — unless, at the rate this participant measured, the whole rest would take
+//!   under [`SHORT_TAIL`] and is at most 16 times what it already ran: a tail that short is not
+//!   worth another claim (sharing it costs more than running it).
 //! * `n = 0` dispatches nothing. A chunk size of 0 is a [`ScheduleError`].
 
 use crossbeam_utils::CachePadded;
@@ -69,6 +71,17 @@ pub enum ScheduleError {
 /// than rayon (interleaved first-touch page faults), 100 µs brought it level. The tail still
 /// balances finely because chunks are also capped at `ceil(remaining / 2P)`.
 pub(crate) const ADAPTIVE_TARGET: Duration = Duration::from_micros(100);
+
+/// An adaptive participant takes the whole rest of a map in one claim when, at the per-item
+/// rate it measured, the rest would take under this long — about what one more claim and a
+/// cache line moving to another engine cost — and the rest is at most [`SHORT_TAIL_EVIDENCE`]
+/// times the items it has measured. 16 trivial items then cost two claims instead of nine.
+pub(crate) const SHORT_TAIL: Duration = Duration::from_micros(1);
+
+/// See [`SHORT_TAIL`]: the most items, per item already measured, a short tail may hold (the
+/// same bound as one step of chunk growth), so a misleadingly cheap start can cost at most a
+/// tail of that size run by one participant.
+pub(crate) const SHORT_TAIL_EVIDENCE: usize = 16;
 
 impl Default for Schedule {
     /// [`Schedule::Adaptive`], chosen by measurement (BENCHMARKS.md): within 1% of `Static` on
@@ -166,7 +179,8 @@ impl Schedule {
     /// The chunks this schedule cuts `0..n` into for `parts` engines, in the order a single
     /// thread would take them, each with the engine (slot) it belongs to. For `Dynamic`,
     /// `Guided` and `Adaptive` the slot is `None`: any engine may take the chunk. `Adaptive`'s
-    /// real sizes depend on timing; here every chunk is treated as fast, so sizes grow sixteenfold per chunk.
+    /// real sizes depend on timing; here every chunk is treated as fast, so sizes grow sixteenfold per chunk
+    /// (and the short-tail rule, which needs a measured cost, does not apply).
     ///
     /// # Panics
     /// If the schedule is invalid (see [`validate`](Self::validate)) or `parts` is 0; the message
@@ -300,6 +314,10 @@ pub(crate) struct Claimer {
     size: usize,
     /// Working alone (before the map is shared): no tail cap on adaptive chunks.
     pub(crate) alone: bool,
+    /// Items this participant has run with timing (adaptive), and their measured cost per item
+    /// in ns (0: nothing measured yet).
+    measured: usize,
+    per_item_ns: u64,
 }
 
 impl Default for Claimer {
@@ -309,6 +327,8 @@ impl Default for Claimer {
             next_j: 0,
             size: 1,
             alone: false,
+            measured: 0,
+            per_item_ns: 0,
         }
     }
 }
@@ -327,6 +347,24 @@ impl Claimer {
         } else if busy > 4 * ADAPTIVE_TARGET && self.size > 1 {
             self.size /= 2;
         }
+    }
+
+    /// Records that `items` items took `busy` (adaptive), for the short-tail rule (see
+    /// [`SHORT_TAIL`]).
+    #[inline]
+    pub(crate) fn measured(&mut self, busy: Duration, items: usize) {
+        if items > 0 {
+            self.measured = self.measured.saturating_add(items);
+            self.per_item_ns = (busy.as_nanos() / items as u128).clamp(1, u64::MAX as u128) as u64;
+        }
+    }
+
+    /// Whether the `remaining` items are a short tail worth one claim (see [`SHORT_TAIL`]).
+    #[inline]
+    fn short_tail(&self, remaining: usize) -> bool {
+        self.per_item_ns > 0
+            && remaining <= self.measured.saturating_mul(SHORT_TAIL_EVIDENCE)
+            && (remaining as u128) * u128::from(self.per_item_ns) <= SHORT_TAIL.as_nanos()
     }
 
     /// While working alone under a time budget: size the next chunk to fill the `remaining`
@@ -385,6 +423,17 @@ impl Dispenser {
             Plan::Dynamic { c, .. } => self.n.div_ceil(c),
             Plan::Guided(_) | Plan::Adaptive => self.n,
         }
+    }
+
+    /// Whether timing the next adaptive chunk can still change a later claim: false once at
+    /// most `2P` items are left unclaimed (every later chunk is one item then), so tiny maps and
+    /// every participant's last chunks read no clock.
+    #[inline]
+    pub(crate) fn worth_timing(&self) -> bool {
+        let left = self
+            .n
+            .saturating_sub(self.cursor.pos.load(Ordering::Relaxed));
+        left > 2 * self.parts
     }
 
     /// Whether the map was stopped.
@@ -488,6 +537,7 @@ impl Dispenser {
                         Plan::Dynamic { c, .. } => c.min(remaining),
                         Plan::Guided(m) => guided_size(remaining, self.parts, m),
                         _ if cl.alone => cl.size.min(remaining),
+                        _ if cl.short_tail(remaining) => remaining,
                         _ => cl
                             .size
                             .min(remaining.div_ceil(2 * self.parts))
@@ -800,6 +850,54 @@ mod tests {
         for s in schedules(3) {
             assert_eq!(s.plan(0, 4).count(), 0, "{s}");
         }
+    }
+
+    #[test]
+    fn a_short_measured_tail_is_taken_in_one_claim() {
+        let d = Dispenser::new(Schedule::Adaptive, 16, 2);
+        let mut cl = Claimer::default();
+        assert_eq!(d.next(&mut cl, None).map(|(_, r)| r), Some(0..1));
+        // No cost measured yet: the tail cap holds (ceil(15 / 4) = 4 after growth to 16).
+        cl.grow(Duration::from_nanos(50));
+        let mut probe = Claimer::default();
+        probe.size = cl.size;
+        let d2 = Dispenser::new(Schedule::Adaptive, 16, 2);
+        let _ = d2.next(&mut Claimer::default(), None);
+        assert_eq!(d2.next(&mut probe, None).map(|(_, r)| r), Some(1..5));
+        // 1 item took 50 ns: 15 more take 750 ns <= SHORT_TAIL, and 15 <= 16 x 1 measured.
+        cl.measured(Duration::from_nanos(50), 1);
+        assert_eq!(d.next(&mut cl, None).map(|(_, r)| r), Some(1..16));
+        assert_eq!(d.next(&mut cl, None), None);
+
+        // Too costly a tail (15 x 100 ns > 1 µs): capped.
+        let d = Dispenser::new(Schedule::Adaptive, 16, 2);
+        let mut cl = Claimer::default();
+        let _ = d.next(&mut cl, None);
+        cl.grow(Duration::from_nanos(100));
+        cl.measured(Duration::from_nanos(100), 1);
+        assert_eq!(d.next(&mut cl, None).map(|(_, r)| r), Some(1..5));
+
+        // Too little evidence (1 item measured, 40 left): capped, however cheap.
+        let d = Dispenser::new(Schedule::Adaptive, 41, 2);
+        let mut cl = Claimer::default();
+        let _ = d.next(&mut cl, None);
+        cl.grow(Duration::from_nanos(1));
+        cl.measured(Duration::from_nanos(1), 1);
+        assert_eq!(d.next(&mut cl, None).map(|(_, r)| r), Some(1..11));
+    }
+
+    #[test]
+    fn timing_is_worth_it_only_while_more_than_2p_items_are_left() {
+        let d = Dispenser::new(Schedule::Adaptive, 10, 2);
+        assert!(d.worth_timing());
+        let mut cl = Claimer::default();
+        cl.size = 5;
+        let _ = d.next(&mut cl, None); // 0..3 (cap ceil(10 / 4))
+        assert!(d.worth_timing()); // 7 left > 4
+        let _ = d.next(&mut cl, None); // 3..5
+        assert!(d.worth_timing()); // 5 left
+        let _ = d.next(&mut cl, None); // 5..7
+        assert!(!d.worth_timing()); // 3 left: every later chunk is one item
     }
 
     #[test]

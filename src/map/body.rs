@@ -294,32 +294,48 @@ where
     E: Send,
 {
     fn work(&self, lane: Lane, stolen: bool, cl: &mut Claimer, budget: Option<Duration>) -> bool {
-        let timing = budget.is_some() || self.disp.needs_timing() || self.tracker.is_some();
-        let began = timing.then(Instant::now);
-        let mut t0 = began;
+        // A tracker and a budget need every chunk's times; an adaptive map only those that can
+        // still change a later claim (`worth_timing`): a clock read costs 20-60 ns, as much as
+        // a tiny map's items.
+        let always = budget.is_some() || self.tracker.is_some();
+        let adaptive = self.disp.needs_timing();
+        let wanted = || always || (adaptive && self.disp.worth_timing());
+        let began = budget.is_some().then(Instant::now);
+        let mut t0 = if always {
+            began.or_else(|| Some(Instant::now()))
+        } else {
+            None
+        };
         let mut local: Vec<ChunkRecord> = Vec::new();
         let mut on_hole = |r: Range<usize>| self.hole(r, false);
         let mut finished = true;
         self.state.with(None, |st| {
             while let Some((_, r)) = self.disp.next(cl, Some(&mut on_hole)) {
-                let items = self.run_chunk(r.clone(), st);
-                if let Some(start) = t0 {
-                    let t1 = Instant::now();
-                    if let Some(t) = &self.tracker {
-                        t.chunk(lane, r, start, t1, items, stolen, &mut local);
-                    }
-                    if let (Some(b), Some(b0)) = (budget, began) {
-                        let spent = t1 - b0;
-                        if spent >= b {
-                            finished = false;
-                            break;
-                        }
-                        cl.fit(t1 - start, items, b - spent);
-                    } else {
-                        cl.grow(t1 - start);
-                    }
-                    t0 = Some(t1);
+                if t0.is_none() && wanted() {
+                    t0 = Some(Instant::now());
                 }
+                let items = self.run_chunk(r.clone(), st);
+                let Some(start) = t0 else { continue };
+                if !wanted() {
+                    t0 = None;
+                    continue;
+                }
+                let t1 = Instant::now();
+                if let Some(t) = &self.tracker {
+                    t.chunk(lane, r, start, t1, items, stolen, &mut local);
+                }
+                if let (Some(b), Some(b0)) = (budget, began) {
+                    let spent = t1 - b0;
+                    if spent >= b {
+                        finished = false;
+                        break;
+                    }
+                    cl.fit(t1 - start, items, b - spent);
+                } else {
+                    cl.grow(t1 - start);
+                }
+                cl.measured(t1 - start, items);
+                t0 = Some(t1);
             }
         });
         if let Some(t) = &self.tracker {
