@@ -859,8 +859,10 @@ mod tests {
         assert_eq!(d.next(&mut cl, None).map(|(_, r)| r), Some(0..1));
         // No cost measured yet: the tail cap holds (ceil(15 / 4) = 4 after growth to 16).
         cl.grow(Duration::from_nanos(50));
-        let mut probe = Claimer::default();
-        probe.size = cl.size;
+        let mut probe = Claimer {
+            size: cl.size,
+            ..Default::default()
+        };
         let d2 = Dispenser::new(Schedule::Adaptive, 16, 2);
         let _ = d2.next(&mut Claimer::default(), None);
         assert_eq!(d2.next(&mut probe, None).map(|(_, r)| r), Some(1..5));
@@ -890,8 +892,10 @@ mod tests {
     fn timing_is_worth_it_only_while_more_than_2p_items_are_left() {
         let d = Dispenser::new(Schedule::Adaptive, 10, 2);
         assert!(d.worth_timing());
-        let mut cl = Claimer::default();
-        cl.size = 5;
+        let mut cl = Claimer {
+            size: 5,
+            ..Default::default()
+        };
         let _ = d.next(&mut cl, None); // 0..3 (cap ceil(10 / 4))
         assert!(d.worth_timing()); // 7 left > 4
         let _ = d.next(&mut cl, None); // 3..5
