@@ -1,12 +1,13 @@
 //! 2. Gaussian kernel: `z[i] = exp(-gamma * (x[i] - y[i])^2)` over two input vectors — the
 //!    cheapest item there is, so this measures the per-item cost of a map. Written into a
 //!    caller's buffer (`into`) and collected into a fresh `Vec` (`collect`); both checked bit
-//!    for bit against the serial loop.
+//!    for bit against the serial loop. OpenMP (`demo/c/omp.c`) writes into a buffer.
 
 use crate::opts::Opts;
 use crate::timing::{COLLECT, CheckResult, INTO, Kind, Row, Variant, fresh, into_buf, run_group};
 use parview::{Pool, Schedule};
 use parview_demo as demo;
+use parview_demo::omp::{self, OmpSchedule};
 use rayon::prelude::*;
 
 /// The two input vectors and the kernel's gamma.
@@ -37,6 +38,9 @@ pub fn run(o: &Opts, pool: &Pool, rp: &rayon::ThreadPool, rows: &mut Vec<Row>) {
     let mut vs = serial_variants(inp, chk);
     vs.extend(into_variants(inp, pool, rp, chk));
     vs.extend(collect_variants(inp, pool, rp, chk));
+    if o.openmp {
+        vs.extend(omp_variants(inp, chk));
+    }
     let reps = if o.quick { 2 } else { 7 };
     rows.extend(run_group(&format!("gauss n={n:.0e}"), 1, reps, vs));
 }
@@ -158,4 +162,25 @@ fn collect_variants<'a>(
             chk,
         ),
     ]
+}
+
+/// OpenMP's loop into a buffer the variant owns across reps, static and dynamic,1024.
+fn omp_variants<'a>(
+    inp: Inputs<'a>,
+    chk: impl Fn(&Vec<f64>) -> CheckResult + Copy + 'a,
+) -> Vec<Variant<'a>> {
+    let Inputs { x, y, g } = inp;
+    [OmpSchedule::Static, OmpSchedule::Dynamic(1024)]
+        .into_iter()
+        .map(|s| {
+            into_buf(
+                format!("OpenMP for {s} into buffer"),
+                Kind::OpenMp,
+                INTO,
+                vec![0.0; x.len()],
+                move |z| omp::gauss_into(x, y, g, z, s),
+                chk,
+            )
+        })
+        .collect()
 }

@@ -1,9 +1,11 @@
 //! 3. Inverting many small (5x5) matrices: a short, even item — the classic `par_map`. Every
 //!    result is checked bit for bit against the serial loop, and every 97th by its residual.
+//!    OpenMP (`demo/c/omp.c`) writes into a buffer.
 
 use crate::opts::Opts;
 use crate::timing::{COLLECT, CheckResult, INTO, Kind, Row, Variant, fresh, into_buf, run_group};
 use parview::{Pool, Schedule};
+use parview_demo::omp::{self, OmpSchedule};
 use parview_demo::{self as demo, Mat5};
 use rayon::prelude::*;
 
@@ -37,6 +39,9 @@ pub fn run(o: &Opts, pool: &Pool, rp: &rayon::ThreadPool, rows: &mut Vec<Row>) {
     let mut vs = serial_variants(mats, chk);
     vs.extend(collect_variants(mats, pool, rp, chk));
     vs.extend(into_variants(mats, pool, rp, chk));
+    if o.openmp {
+        vs.extend(omp_variants(mats, chk));
+    }
     let reps = if o.quick { 3 } else { 15 };
     rows.extend(run_group(&format!("inv 5x5 n={n:.0e}"), 2, reps, vs));
 }
@@ -131,4 +136,24 @@ fn into_variants<'a>(
             chk,
         ),
     ]
+}
+
+/// OpenMP's loop into a buffer the variant owns across reps, static and dynamic,1024.
+fn omp_variants<'a>(
+    mats: &'a [Mat5],
+    chk: impl Fn(&Vec<Mat5>) -> CheckResult + Copy + 'a,
+) -> Vec<Variant<'a>> {
+    [OmpSchedule::Static, OmpSchedule::Dynamic(1024)]
+        .into_iter()
+        .map(|s| {
+            into_buf(
+                format!("OpenMP for {s} into buffer"),
+                Kind::OpenMp,
+                INTO,
+                vec![[[0.0; 5]; 5]; mats.len()],
+                move |z| omp::inv_into(mats, z, s),
+                chk,
+            )
+        })
+        .collect()
 }

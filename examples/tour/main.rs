@@ -1,5 +1,5 @@
 //! A tour of parview on the demo workloads, timed against the serial drivers of
-//! `parview_demo` and against rayon, with a correctness check on every run.
+//! `parview_demo`, against rayon and against OpenMP, with a correctness check on every run.
 //!
 //! ```text
 //! cargo run --release --example tour                  # defaults, well under 2 minutes on 2 cores
@@ -7,21 +7,32 @@
 //! cargo run --release --example tour -- --workers 4   # pool size (default: parview::default_workers())
 //! cargo run --release --example tour -- --pi-n 1e9    # Monte-Carlo pi at 1e9 samples (~2 more minutes)
 //! cargo run --release --example tour -- --only pi,primes   # a subset (prefixes: pi gauss inv primes avg corr)
+//! cargo run --release --example tour -- --no-openmp   # without the OpenMP rows
 //! ```
 //!
 //! What it measures: for every workload (Monte-Carlo pi, Gaussian kernel, 5x5 inversions,
 //! uneven primes, averaging random matrices, a correlation matrix) the serial driver, the
-//! parview variants (schedules and views) and rayon (a `ThreadPool` of the same size, used
-//! through `install`) on the same inputs. Repetitions are interleaved (rep 0 of every
-//! variant, then rep 1, rotating the order) so that ratios are taken under the same machine
-//! conditions; each time is the median of the reps. Every rep's result is checked against
-//! the serial one (bit for bit unless the table says otherwise); the process exits with
-//! status 1 if any check fails.
+//! parview variants (schedules and views), rayon (a `ThreadPool` of the same size, used
+//! through `install`) and, for pi, gauss, inversions and primes, OpenMP on the same inputs.
+//! Repetitions are interleaved (rep 0 of every variant, then rep 1, rotating the order) so
+//! that ratios are taken under the same machine conditions; each time is the median of the
+//! reps. Every rep's result is checked against the serial one (bit for bit unless the table
+//! says otherwise); the process exits with status 1 if any check fails.
+//!
+//! The OpenMP rows are the C loops of `parview_demo::omp` (`demo/c/omp.c`, compiled by
+//! `demo/build.rs` with `-O3 -march=native -fopenmp -ffp-contract=off`), run in this process
+//! with `--workers` threads and interleaved with the other variants like any of them: no
+//! timing is carried over from another run or machine. After each OpenMP rep the harness
+//! waits 20 ms, untimed, for libgomp's spinning idle threads to sleep, so that their spinning
+//! is not charged to the next variant. Where the demo crate was built without an
+//! OpenMP-capable C compiler, the tour says why and runs without those rows.
 //!
 //! Columns: `vs serial` is the serial time of the same output style (into a caller's buffer
 //! or a freshly collected `Vec`) divided by the variant's time; `vs rayon` is the variant's
 //! time divided by rayon's time for the same workload and output style (below 1.00x:
-//! faster than rayon).
+//! faster than rayon); `vs OpenMP` is the variant's time divided by the best OpenMP row's
+//! time for the same workload and output style (`-` where OpenMP has no row of that style:
+//! its rows write into a buffer, they do not collect).
 //!
 //! Besides the table it prints the pi reproducibility line (estimate bits across pool sizes
 //! and schedules), the ideal time of the primes workload, the paths of the primes timelines
@@ -45,6 +56,7 @@ mod timing;
 
 use opts::Opts;
 use parview::Pool;
+use parview_demo::omp::{self, OmpSchedule};
 use pi::PiReport;
 use primes::PrimesReport;
 use rayon::prelude::*;
@@ -53,21 +65,32 @@ use std::time::Instant;
 use timing::Row;
 
 fn main() {
-    let o = opts::parse_opts();
+    let mut o = opts::parse_opts();
     let (pool, rp) = pools(&o);
+    let omp_threads = openmp(&o);
+    o.openmp = omp_threads.is_ok();
     let cpu = cpu_name();
     let started = Instant::now();
     eprintln!(
-        "parview tour: {} workers (rayon {}), {} logical CPUs ({cpu}){}",
+        "parview tour: {} workers (rayon {}, OpenMP {}), {} logical CPUs ({cpu}){}",
         pool.workers(),
         rp.current_num_threads(),
+        omp_threads
+            .as_ref()
+            .map_or("none".into(), |t| t.to_string()),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         if o.quick { ", --quick" } else { "" }
     );
     let mut rows = Vec::new();
     let reports = run_workloads(&o, &pool, &rp, &mut rows);
 
-    table::print_header(pool.workers(), rp.current_num_threads(), &cpu, o.quick);
+    table::print_header(
+        pool.workers(),
+        rp.current_num_threads(),
+        &omp_threads,
+        &cpu,
+        o.quick,
+    );
     table::print_table(&rows);
     table::warn_if_disturbed(&rows);
     println!();
@@ -104,6 +127,23 @@ fn pools(o: &Opts) -> (Pool, rayon::ThreadPool) {
         }));
     }
     (pool, rp)
+}
+
+/// OpenMP set to `--workers` threads and warmed up (its threads started): `Ok(threads)`, or
+/// why the tour runs without OpenMP rows.
+fn openmp(o: &Opts) -> Result<usize, String> {
+    if !o.openmp {
+        return Err("--no-openmp".into());
+    }
+    omp::available()?;
+    omp::set_threads(o.workers);
+    let input: Vec<u64> = (0..10_000).collect();
+    let mut out = vec![0; input.len()];
+    for _ in 0..100 {
+        omp::affine_into(&input, &mut out, OmpSchedule::Static);
+        black_box(&mut out);
+    }
+    Ok(omp::threads())
 }
 
 /// The CPU's model name from `/proc/cpuinfo`.

@@ -1,4 +1,4 @@
-//! Command-line options: `--quick`, `--workers N`, `--pi-n N`, `--only a,b`.
+//! Command-line options: `--quick`, `--workers N`, `--pi-n N`, `--only a,b`, `--no-openmp`.
 
 /// What the user asked for.
 pub struct Opts {
@@ -10,6 +10,9 @@ pub struct Opts {
     pub pi_n: u64,
     /// Comma-separated workload prefixes to run (all when `None`).
     pub only: Option<String>,
+    /// Whether the OpenMP rows run: false with `--no-openmp`, and set false by `main` when
+    /// `parview_demo::omp` is not available.
+    pub openmp: bool,
 }
 
 impl Opts {
@@ -23,7 +26,7 @@ impl Opts {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: tour [--quick] [--workers N] [--pi-n N] [--only pi,gauss,inv,primes,avg,corr]   (N may be written 1e9)"
+        "usage: tour [--quick] [--workers N] [--pi-n N] [--only pi,gauss,inv,primes,avg,corr] [--no-openmp]   (N may be written 1e9)"
     );
     std::process::exit(2)
 }
@@ -48,6 +51,7 @@ pub fn parse_opts() -> Opts {
     let mut workers = None;
     let mut pi_n = None;
     let mut only = None;
+    let mut openmp = true;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -55,6 +59,7 @@ pub fn parse_opts() -> Opts {
             "--workers" => workers = Some(parse_count(&args.next().unwrap_or_else(|| usage()))),
             "--pi-n" => pi_n = Some(parse_count(&args.next().unwrap_or_else(|| usage()))),
             "--only" => only = Some(args.next().unwrap_or_else(|| usage())),
+            "--no-openmp" => openmp = false,
             "-h" | "--help" => usage(),
             other => {
                 eprintln!("tour: unknown argument {other:?}");
@@ -75,5 +80,6 @@ pub fn parse_opts() -> Opts {
         workers,
         pi_n,
         only,
+        openmp,
     }
 }

@@ -8,6 +8,7 @@ use crate::opts::Opts;
 use crate::timing::{ANY, CheckResult, Kind, Row, Variant, fresh, run_group};
 use parview::{Pool, Schedule};
 use parview_demo as demo;
+use parview_demo::omp::{self, OmpSchedule};
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -61,7 +62,7 @@ fn check(reference: &Reference, n: u64) -> impl Fn(&u64) -> CheckResult + 'stati
     }
 }
 
-/// Times the variants (serial, parview, rayon) and checks the reproducibility.
+/// Times the variants (serial, parview, rayon, OpenMP) and checks the reproducibility.
 pub fn run(o: &Opts, pool: &Pool, rp: &rayon::ThreadPool, rows: &mut Vec<Row>) -> PiReport {
     let n = o.pi_n;
     let reps = if o.quick {
@@ -75,6 +76,9 @@ pub fn run(o: &Opts, pool: &Pool, rp: &rayon::ThreadPool, rows: &mut Vec<Row>) -
     let mut vs = vec![serial(n, &reference)];
     vs.extend(parview_variants(pool, n, &reference));
     vs.push(rayon_variant(rp, n, &reference));
+    if o.openmp {
+        vs.extend(omp_variants(n, &reference));
+    }
     // the serial variant must run first in rep 0 so the others have a reference: rotation
     // starts with index 0 in round 0, which is the serial one.
     rows.extend(run_group(&format!("pi n={n:.0e}"), 0, reps, vs));
@@ -155,6 +159,23 @@ fn rayon_variant<'a>(rp: &'a rayon::ThreadPool, n: u64, reference: &Reference) -
         run,
         check(reference, n),
     )
+}
+
+/// OpenMP's loop over the same chunks (`demo/c/omp.c`), with a static and a dynamic,1
+/// schedule.
+fn omp_variants(n: u64, reference: &Reference) -> Vec<Variant<'static>> {
+    [OmpSchedule::Static, OmpSchedule::Dynamic(1)]
+        .into_iter()
+        .map(|s| {
+            fresh(
+                format!("OpenMP for over chunks {s}"),
+                Kind::OpenMp,
+                ANY,
+                move || omp::pi_hits(n, s),
+                check(reference, n),
+            )
+        })
+        .collect()
 }
 
 /// The estimate from integer hits on every pool size and schedule, against `want_bits`.

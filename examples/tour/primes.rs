@@ -2,12 +2,14 @@
 //!    ~10 ms each, the composites (all in the second half) almost nothing. A static split
 //!    leaves one engine with all the work; a load-balanced one should come within a few
 //!    percent of the ideal time, which is measured here from per-item serial times. Also
-//!    writes the timelines of both splits (`target/parview/primes-*.svg` / `.json`).
+//!    writes the timelines of both splits (`target/parview/primes-*.svg` / `.json`). OpenMP
+//!    (`demo/c/omp.c`) returns the count only, checked against the serial one.
 
 use crate::opts::Opts;
 use crate::timing::{ANY, CheckResult, Kind, Row, Variant, fresh, median, run_group};
 use parview::{Pool, Schedule};
 use parview_demo as demo;
+use parview_demo::omp::{self, OmpSchedule};
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::hint::black_box;
@@ -42,6 +44,9 @@ pub fn run(o: &Opts, pool: &Pool, rp: &rayon::ThreadPool, rows: &mut Vec<Row>) -
     let per_item: PerItem = Rc::new(RefCell::new(vec![Vec::new(); nums.len()]));
     let mut vs = serial_variants(&nums, &want, &per_item);
     vs.extend(parallel_variants(&nums, &want, pool, rp));
+    if o.openmp {
+        vs.extend(omp_variants(&nums, &want));
+    }
     let reps = if o.quick { 2 } else { 5 };
     let mut group = run_group(&format!("primes n={}", nums.len()), 0, reps, vs);
     // ideal from the per-item medians over the reps
@@ -74,9 +79,20 @@ fn check(want: &[bool]) -> impl Fn(&Vec<bool>) -> CheckResult + Copy + '_ {
     }
 }
 
+/// Checks a count of primes.
+fn check_count(want: &[bool]) -> impl Fn(&usize) -> CheckResult + Copy + 'static {
+    let want_count = want.iter().filter(|&&b| b).count();
+    move |&c: &usize| -> CheckResult {
+        if c == want_count {
+            Ok(format!("{c} primes"))
+        } else {
+            Err(format!("{c} primes, want {want_count}"))
+        }
+    }
+}
+
 /// The serial driver (checked by its count), and a serial loop that times every item.
 fn serial_variants<'a>(nums: &'a [u64], want: &'a [bool], per_item: &PerItem) -> Vec<Variant<'a>> {
-    let want_count = want.iter().filter(|&&b| b).count();
     let per_item = per_item.clone();
     let each_timed = move || {
         let mut rec = per_item.borrow_mut();
@@ -96,13 +112,7 @@ fn serial_variants<'a>(nums: &'a [u64], want: &'a [bool], per_item: &PerItem) ->
             Kind::Serial,
             ANY,
             move || demo::primes_serial(nums),
-            move |&c: &usize| {
-                if c == want_count {
-                    Ok(format!("{c} primes"))
-                } else {
-                    Err(format!("{c} primes, want {want_count}"))
-                }
-            },
+            check_count(want),
         ),
         fresh(
             "serial, each item timed (-> ideal)",
@@ -152,6 +162,22 @@ fn parallel_variants<'a>(
         ),
         fresh("rayon par_iter map collect", Kind::Rayon, ANY, rayon, chk),
     ]
+}
+
+/// OpenMP's loop (a count), static and dynamic,1.
+fn omp_variants<'a>(nums: &'a [u64], want: &[bool]) -> Vec<Variant<'a>> {
+    [OmpSchedule::Static, OmpSchedule::Dynamic(1)]
+        .into_iter()
+        .map(|s| {
+            fresh(
+                format!("OpenMP for {s} (count)"),
+                Kind::OpenMp,
+                ANY,
+                move || omp::primes(nums, s),
+                check_count(want),
+            )
+        })
+        .collect()
 }
 
 /// Timelines of the static and the load-balanced split, as SVG and Chrome/Perfetto trace.

@@ -13,8 +13,15 @@ pub fn find<'r>(rows: &'r [Row], workload: &str, variant: &str) -> Option<&'r Ro
         .find(|r| r.workload == workload && r.variant == variant)
 }
 
-/// The three lines above the table: what ran, and what the columns mean.
-pub fn print_header(workers: usize, rayon_threads: usize, cpu: &str, quick: bool) {
+/// The lines above the table: what ran, and what the columns mean. `omp`: OpenMP's thread
+/// count, or why there are no OpenMP rows.
+pub fn print_header(
+    workers: usize,
+    rayon_threads: usize,
+    omp: &Result<usize, String>,
+    cpu: &str,
+    quick: bool,
+) {
     println!(
         "parview tour: {workers} workers, rayon {rayon_threads} threads, {cpu}; median of interleaved reps{}",
         if quick {
@@ -23,17 +30,38 @@ pub fn print_header(workers: usize, rayon_threads: usize, cpu: &str, quick: bool
             ""
         }
     );
+    match omp {
+        Ok(t) => println!(
+            "OpenMP rows: C loops (demo/c/omp.c) compiled with -O3 -march=native -fopenmp -ffp-contract=off, \
+             run in this process with {t} threads, on the same inputs and interleaved with the other variants"
+        ),
+        Err(why) => println!("OpenMP rows: none ({why})"),
+    }
     println!(
         "vs serial = serial time (same output style: into buffer / collect) / time; vs rayon = time / rayon time (same style)"
     );
+    if omp.is_ok() {
+        println!(
+            "vs OpenMP = time / best OpenMP time (same style; OpenMP writes into a buffer, so collecting rows show -)"
+        );
+    }
     println!(
         "bg = share of the machine's CPUs used by other processes while the variant ran (above ~0.05: disturbed)"
     );
     println!();
 }
 
-/// One line per row, a blank line between workloads.
+/// One line per row, a blank line between workloads; the `vs OpenMP` column only where some
+/// row has an OpenMP ratio.
 pub fn print_table(rows: &[Row]) {
+    let omp_col = rows.iter().any(|r| r.vs_omp.is_some());
+    let omp = |s: &str| {
+        if omp_col {
+            format!("  {s:>9}")
+        } else {
+            String::new()
+        }
+    };
     let wl = rows
         .iter()
         .map(|r| r.workload.len())
@@ -47,10 +75,20 @@ pub fn print_table(rows: &[Row]) {
         .unwrap_or(7)
         .max(7);
     println!(
-        "{:<wl$}  {:<vl$}  {:>10}  {:>9}  {:>8}  {:>4}  {:<8}  note",
-        "workload", "variant", "median ms", "vs serial", "vs rayon", "bg", "check"
+        "{:<wl$}  {:<vl$}  {:>10}  {:>9}  {:>8}{}  {:>4}  {:<8}  note",
+        "workload",
+        "variant",
+        "median ms",
+        "vs serial",
+        "vs rayon",
+        omp("vs OpenMP"),
+        "bg",
+        "check"
     );
-    println!("{}", "-".repeat(wl + vl + 66));
+    println!(
+        "{}",
+        "-".repeat(wl + vl + 66 + if omp_col { 11 } else { 0 })
+    );
     let mut last = "";
     for r in rows {
         if !last.is_empty() && last != r.workload {
@@ -59,13 +97,15 @@ pub fn print_table(rows: &[Row]) {
         last = &r.workload;
         let sp = r.speedup.map_or("-".into(), |s| format!("{s:.2}x"));
         let ry = r.vs_rayon.map_or("-".into(), |s| format!("{s:.2}x"));
+        let om = omp(&r.vs_omp.map_or("-".into(), |s| format!("{s:.2}x")));
         println!(
-            "{:<wl$}  {:<vl$}  {:>10.2}  {:>9}  {:>8}  {:>4.2}  {:<8}  {}",
+            "{:<wl$}  {:<vl$}  {:>10.2}  {:>9}  {:>8}{}  {:>4.2}  {:<8}  {}",
             r.workload,
             r.variant,
             ms(r.median),
             sp,
             ry,
+            om,
             r.bg,
             if r.ok { "ok" } else { "MISMATCH" },
             r.note

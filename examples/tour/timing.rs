@@ -1,5 +1,5 @@
-//! The measuring harness: a workload is a group of [`Variant`]s (serial, parview, rayon) that
-//! compute the same thing. [`run_group`] runs them in interleaved reps, checks every result and
+//! The measuring harness: a workload is a group of [`Variant`]s (serial, parview, rayon,
+//! OpenMP) that compute the same thing. [`run_group`] runs them in interleaved reps, checks every result and
 //! turns the timings into one [`Row`] per variant.
 
 use std::any::Any;
@@ -8,15 +8,17 @@ use std::hint::black_box;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// Who computes a variant: the reference times are the serial and rayon rows.
+/// Who computes a variant: the reference times are the serial, rayon and OpenMP rows.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Kind {
     Serial,
     Parview,
     Rayon,
+    /// The C loops of `parview_demo::omp`, run in this process.
+    OpenMp,
 }
 
-/// Output style of a variant: speedups and rayon ratios compare within one style.
+/// Output style of a variant: speedups, rayon and OpenMP ratios compare within one style.
 pub const INTO: &str = "into";
 pub const COLLECT: &str = "collect";
 pub const ANY: &str = "";
@@ -98,6 +100,9 @@ pub struct Row {
     pub speedup: Option<f64>,
     /// This time / rayon's time of the same output style.
     pub vs_rayon: Option<f64>,
+    /// This time / the best OpenMP time of the same output style (none if OpenMP has no row of
+    /// that style).
+    pub vs_omp: Option<f64>,
 }
 
 /// Busy jiffies of all CPUs (all but idle and iowait) from `/proc/stat`; 0 without `/proc`.
@@ -154,6 +159,12 @@ struct Measured {
     other: u64,
 }
 
+/// How long the harness waits (untimed) after an OpenMP rep: libgomp's idle threads spin
+/// `GOMP_SPINCOUNT` (300,000 by default) pause loops before they sleep, ~5 ms of CPU measured
+/// on a 2-core Xeon, which would otherwise be charged to whichever variant runs next. (The
+/// parview and rayon pools spin well under a millisecond, less than the checks take.)
+const OMP_SETTLE: Duration = Duration::from_millis(20);
+
 /// Runs one rep of `v`: times it (recorded if `timed`), then checks its result.
 fn rep(v: &mut Variant<'_>, m: &mut Measured, timed: bool) {
     let (a0, s0) = jiffies();
@@ -170,6 +181,9 @@ fn rep(v: &mut Variant<'_>, m: &mut Measured, timed: bool) {
     // keep the first failure; otherwise the latest note
     if m.status.is_ok() {
         m.status = c;
+    }
+    if v.kind == Kind::OpenMp {
+        std::thread::sleep(OMP_SETTLE);
     }
 }
 
@@ -213,6 +227,7 @@ fn row(workload: &str, v: &Variant<'_>, m: Measured, ncpu: f64) -> Row {
         note,
         speedup: None,
         vs_rayon: None,
+        vs_omp: None,
     }
 }
 
@@ -227,15 +242,23 @@ fn best(rows: &[Row], kind: Kind, class: &str) -> Option<Duration> {
     pick(true).or_else(|| pick(false))
 }
 
-/// Fills in `speedup` and `vs_rayon` of every row of one workload.
+/// Fills in `speedup`, `vs_rayon` and `vs_omp` of every row of one workload. OpenMP is
+/// compared within the same output style only (its rows write into a buffer: a collecting row
+/// has no OpenMP counterpart).
 fn set_ratios(rows: &mut [Row]) {
     for i in 0..rows.len() {
         let class = rows[i].class;
         let s = best(rows, Kind::Serial, class);
         let ry = best(rows, Kind::Rayon, class);
+        let omp = rows
+            .iter()
+            .filter(|r| r.kind == Kind::OpenMp && r.class == class)
+            .map(|r| r.median)
+            .min();
         let t = rows[i].median.as_secs_f64();
         rows[i].speedup = s.map(|s| s.as_secs_f64() / t);
         rows[i].vs_rayon = ry.map(|ry| t / ry.as_secs_f64());
+        rows[i].vs_omp = omp.map(|omp| t / omp.as_secs_f64());
     }
 }
 
