@@ -1,5 +1,6 @@
 //! OpenMP versions of the workloads (`c/omp.c`, built by `build.rs` with
-//! `gcc -O3 -march=native -fopenmp`), so that benches and the tour run OpenMP in the same
+//! `gcc -O3 -march=native -fopenmp -ffp-contract=off`: no fused multiply-adds, so the
+//! floating-point results are bit-identical to the Rust kernels'), so that benches and the tour run OpenMP in the same
 //! process, on the same inputs and in the same minute as parview and rayon: timings never
 //! carry across machines, ratios taken in one run do.
 //!
