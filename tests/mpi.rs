@@ -482,8 +482,43 @@ fn failures_child(c: &Cluster) {
     }
 }
 
+/// A plain struct sent with the `Equivalence` fast path: derived through parview's re-exports
+/// alone (the `mpi` attribute names the re-exported crate).
+#[derive(parview::cluster::Equivalence, Default, Clone, Copy, Debug, PartialEq)]
+#[mpi(crate = "::parview::cluster::mpi")]
+struct Particle {
+    x: [f64; 3],
+    id: u64,
+}
+
 fn direct_child(c: &Cluster) {
     let say = |kv: String| println!("RANK {} size={} {kv}", c.rank(), c.size());
+    let ps: Vec<Particle> = if c.is_root() {
+        (0..10u64)
+            .map(|id| Particle {
+                x: [id as f64, 1.0, 2.0],
+                id,
+            })
+            .collect()
+    } else {
+        vec![]
+    };
+    let mine = c.scatter(&ps);
+    let moved: Vec<Particle> = mine
+        .iter()
+        .map(|p| Particle {
+            x: [p.x[0] * 2.0, p.x[1], p.x[2]],
+            id: p.id,
+        })
+        .collect();
+    if let Some(all) = c.gather(&moved) {
+        let ok = all.len() == 10
+            && all
+                .iter()
+                .enumerate()
+                .all(|(i, p)| p.id == i as u64 && p.x[0] == 2.0 * i as f64);
+        say(format!("derive={}", verdict(ok)));
+    }
     let dv = c.direct();
     let names = dv.apply(|rank| format!("r{rank}")).unwrap();
     if let Some(names) = names {
@@ -1005,7 +1040,7 @@ fn panicking_items_are_errors_and_the_cluster_stays_usable() {
 fn direct_view_over_ranks() {
     for np in [2, 4] {
         let o = run_ok(np, "direct", &[("PARVIEW_WORKERS", "1")]);
-        for key in ["apply", "with_state", "pull", "direct_after"] {
+        for key in ["apply", "with_state", "pull", "direct_after", "derive"] {
             assert_eq!(o.root(key), "ok", "{key}\n{}", o.dump());
         }
         for (r, kv) in o.ranks() {

@@ -98,16 +98,26 @@ use ::mpi::{Count, Threading};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Element types that can travel between ranks (re-export of
-/// `mpi::datatype::Equivalence`): `f64`, `f32`, `u64`, `i64`, `u32`, `i32`,
-/// `u8`, `bool`, `usize`, ...
-///
-/// # Example
+/// Element types that can travel between ranks with the fast path
+/// (`scatter`, `gather`, `par_map`, `scatter_gather`): `f64`, `f32`, `u64`,
+/// `i64`, `u32`, `i32`, `u8`, `bool`, `usize`, arrays of them, ... — the
+/// re-export of rsmpi's `Equivalence` trait **and** its derive macro, so a
+/// plain struct derives it through parview alone (the `mpi` attribute names
+/// the re-exported crate, [`mpi`]):
 ///
 /// ```
-/// fn sendable<T: parview::cluster::Equivalence>() {}
+/// use parview::cluster::Equivalence;
+///
+/// #[derive(Equivalence, Default, Clone, Copy)]
+/// #[mpi(crate = "::parview::cluster::mpi")]
+/// struct Particle {
+///     x: [f64; 3],
+///     id: u64,
+/// }
+///
+/// fn sendable<T: Equivalence>() {}
 /// sendable::<f64>();
-/// sendable::<u64>();
+/// sendable::<Particle>();
 /// ```
 pub use ::mpi::traits::Equivalence;
 
