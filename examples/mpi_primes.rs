@@ -110,14 +110,18 @@ fn local(a: &Args) {
     let ideal = ideal_time(&serial_durations(&nums), p);
     for s in [Schedule::Dynamic(1), Schedule::Adaptive] {
         let t = Instant::now();
-        let v = pool.schedule(s).map(&nums, |&x| is_prime(x));
+        let (v, tl) = pool.schedule(s).map_timed(&nums, |&x| is_prime(x));
         let wall = t.elapsed();
         assert_eq!(v.iter().filter(|&&b| b).count(), 32);
+        let chunk_busy: Vec<Duration> = tl.records().iter().map(|r| r.busy()).collect();
+        let ideal_run = ideal_time(&chunk_busy, p);
         println!(
-            "uneven primes ({s}): wall {:.3} s, ideal {:.3} s, wall/ideal {:.3}",
+            "uneven primes ({s}): wall {:.3} s, ideal {:.3} s, wall/ideal {:.3}; \
+             wall/ideal-of-this-run {:.3}",
             secs(wall),
             secs(ideal),
-            secs(wall) / secs(ideal)
+            secs(wall) / secs(ideal),
+            secs(tl.wall_time()) / secs(ideal_run)
         );
     }
     let (x, y) = gauss_inputs(GAUSS_N);
@@ -183,11 +187,18 @@ fn main() {
                 .iter()
                 .map(|l| format!("rank {} {:.3} s/{} items", l.rank, secs(l.busy), l.items))
                 .collect();
+            // The same bound from this run's own chunk times (items slowed by other load on
+            // the machine count): max(Σ busy / P, longest chunk).
+            let chunk_busy: Vec<Duration> =
+                rep.timeline.records().iter().map(|r| r.busy()).collect();
+            let ideal_run = ideal_time(&chunk_busy, engines);
             println!(
-                "uneven primes ({s}): wall {:.3} s, ideal {:.3} s, wall/ideal {:.3}; busy: {}",
+                "uneven primes ({s}): wall {:.3} s, ideal {:.3} s, wall/ideal {:.3}; \
+                 wall/ideal-of-this-run {:.3}; busy: {}",
                 secs(wall),
                 secs(ideal),
                 secs(wall) / secs(ideal),
+                secs(rep.wall) / secs(ideal_run),
                 busy.join(", ")
             );
         }
@@ -205,9 +216,17 @@ fn main() {
     let wall = t.elapsed();
     if let Some(rep) = rep {
         let remote: usize = rep.loads.iter().skip(1).map(|l| l.chunks).sum();
+        let per_remote = if remote > 0 {
+            format!(
+                "; a rank other than the root took one chunk every {:.1} us",
+                secs(rep.wall) * 1e6 / (remote as f64 / (c.size() - 1) as f64)
+            )
+        } else {
+            String::new()
+        };
         println!(
             "chunk cost: {n} chunks of 1 trivial item in {:.1} ms = {:.2} us per chunk \
-             ({remote} of them to other ranks)",
+             ({remote} of them to other ranks{per_remote})",
             secs(wall) * 1e3,
             secs(wall) * 1e6 / n as f64
         );
