@@ -695,7 +695,12 @@ impl Cluster {
                             );
                         }
                     };
-                    if let Some((rank, items, busy_t)) = got {
+                    let Some((rank, items, busy_t)) = got else {
+                        // A chunk this map never handed out: the protocol is broken, and
+                        // waiting on would hang. The hook aborts the job on this thread.
+                        panic!("parview: rank {src} returned a chunk the root never sent it")
+                    };
+                    {
                         outstanding[rank] -= 1;
                         claimers[rank].grow(busy_t);
                         claimers[rank].measured(busy_t, items);
@@ -893,7 +898,12 @@ impl Cluster {
                             stop |= self.send_done(&msg, &|| receive(&job_tx).0);
                             nap = BACKOFF_MIN;
                         }
-                        Err(_) => nap = backoff(nap),
+                        Err(RecvTimeoutError::Timeout) => nap = backoff(nap),
+                        Err(RecvTimeoutError::Disconnected) => {
+                            // The engines stopped with chunks still out: the root would wait
+                            // for them forever, so end the job (the hook aborts on this thread).
+                            panic!("parview: this rank's engines stopped during a cluster map")
+                        }
                     }
                 }
             }
