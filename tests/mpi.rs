@@ -602,10 +602,21 @@ fn timeline_child(c: &Cluster, n: usize) {
             "trace={}",
             verdict(trace.to_string().contains("cluster load-balanced"))
         ));
-        say(format!(
-            "svg={}",
-            verdict(t.to_svg().starts_with("<svg") || t.to_svg().contains("<svg"))
-        ));
+        say(format!("svg={}", verdict(t.to_svg().contains("<svg"))));
+    }
+    // Static: one block per (rank, engine), so each rank gets as many chunks as it has engines.
+    let rep = c
+        .load_balanced()
+        .schedule(Schedule::Static)
+        .map_report(&xs, |&x| x)
+        .unwrap();
+    if let Some(rep) = rep {
+        let ok = rep.results == xs
+            && rep
+                .loads
+                .iter()
+                .all(|l| l.chunks == c.rank_workers()[l.rank]);
+        say(format!("static_blocks={}", verdict(ok)));
     }
 }
 
@@ -1052,7 +1063,7 @@ fn direct_view_over_ranks() {
 #[test]
 fn timeline_has_a_lane_per_rank_and_engine() {
     let o = run_ok(3, "timeline", &[(N_VAR, "200"), ("PARVIEW_WORKERS", "2")]);
-    for key in ["timeline", "lanes", "trace", "svg"] {
+    for key in ["timeline", "lanes", "trace", "svg", "static_blocks"] {
         assert_eq!(o.root(key), "ok", "{key}\n{}", o.dump());
     }
 }
