@@ -6,6 +6,13 @@
 //! parent asserts. Every child run has a 60 s timeout: on expiry the whole
 //! process group is killed and the test fails (never hangs).
 //!
+//! Cases: the `Equivalence` fast path and deterministic reductions (`order`, `reduce`), the
+//! load-balanced view with every schedule and serde item types (`balanced`), uneven items
+//! shared by every rank (`uneven`), panicking items and aborts (`failures`), the direct view
+//! and a derived `Equivalence` struct (`direct`), the per-(rank, engine) timeline (`timeline`),
+//! and a rank that kills itself with SIGKILL mid-map (`killed`: mpirun must end the job, naming
+//! the rank, within 40 s).
+//!
 //! `mpirun` must be on PATH (`.ci/mpi-setup.sh` installs Open MPI); a missing
 //! `mpirun` fails the tests. The Open MPI settings needed in containers (run
 //! as root, oversubscribe, loopback only) are set here on the child command.

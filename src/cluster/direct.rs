@@ -168,6 +168,10 @@ impl<'c> ClusterDirectView<'c> {
     /// [`ClusterMapError::Failed`] on every rank if `f` panicked on some rank (`rank` and
     /// `index` both name the lowest such rank); the cluster stays usable.
     ///
+    /// # Panics
+    /// Not for a panic of the closure (caught, returned as `Failed`). Like every collective,
+    /// the call waits until every rank has made it.
+    ///
     /// # Examples
     /// ```no_run
     /// let c = parview::cluster::Cluster::init().unwrap();
@@ -189,6 +193,10 @@ impl<'c> ClusterDirectView<'c> {
     ///
     /// # Errors
     /// [`ClusterMapError::Failed`] on every rank if `init` panicked on some rank.
+    ///
+    /// # Panics
+    /// Not for a panic of the closure (caught, returned as `Failed`). Like every collective,
+    /// the call waits until every rank has made it.
     ///
     /// # Examples
     /// ```no_run
@@ -219,6 +227,10 @@ impl<'c> ClusterDirectView<'c> {
     /// [`ClusterMapError::Failed`] on every rank if `f` panicked on some rank (the state of
     /// that rank is as the panic left it).
     ///
+    /// # Panics
+    /// Not for a panic of the closure (caught, returned as `Failed`). Like every collective,
+    /// the call waits until every rank has made it.
+    ///
     /// # Examples
     /// ```no_run
     /// let c = parview::cluster::Cluster::init().unwrap();
@@ -242,6 +254,10 @@ impl<'c> ClusterDirectView<'c> {
     ///
     /// # Errors
     /// [`ClusterMapError::Failed`] if a state could not be encoded or decoded.
+    ///
+    /// # Panics
+    /// Not for a panic of the closure (caught, returned as `Failed`). Like every collective,
+    /// the call waits until every rank has made it.
     ///
     /// # Examples
     /// ```no_run
