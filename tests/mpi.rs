@@ -6,6 +6,13 @@
 //! parent asserts. Every child run has a 60 s timeout: on expiry the whole
 //! process group is killed and the test fails (never hangs).
 //!
+//! Cases: the `Equivalence` fast path and deterministic reductions (`order`, `reduce`), the
+//! load-balanced view with every schedule and serde item types (`balanced`), uneven items
+//! shared by every rank (`uneven`), panicking items and aborts (`failures`), the direct view
+//! and a derived `Equivalence` struct (`direct`), the per-(rank, engine) timeline (`timeline`),
+//! and a rank that kills itself with SIGKILL mid-map (`killed`: mpirun must end the job, naming
+//! the rank, within 40 s).
+//!
 //! `mpirun` must be on PATH (`.ci/mpi-setup.sh` installs Open MPI); a missing
 //! `mpirun` fails the tests. The Open MPI settings needed in containers (run
 //! as root, oversubscribe, loopback only) are set here on the child command.
@@ -18,8 +25,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use parview::Pool;
-use parview::cluster::{Cluster, ClusterError, map_reduce_local, partition};
+use parview::cluster::{
+    AbortHandle, Cluster, ClusterError, ClusterMapError, map_reduce_local, partition,
+};
+use parview::{Pool, Schedule};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -200,7 +209,421 @@ fn mpi_child() {
             c.barrier(); // rank 0 would wait here forever without the abort
             say("survived=yes".into());
         }
+        "balanced" => balanced_child(&c, n),
+        "uneven" => uneven_child(&c),
+        "failures" => failures_child(&c),
+        "direct" => direct_child(&c),
+        "timeline" => timeline_child(&c, n),
+        "killed" => {
+            let xs: Vec<u64> = if c.is_root() {
+                (0..400).collect()
+            } else {
+                vec![]
+            };
+            let rank = c.rank();
+            let _ = c
+                .load_balanced()
+                .schedule(Schedule::Dynamic(1))
+                .map(&xs, |&x| {
+                    if rank == 1 && x >= 20 {
+                        // Dies mid-map, as a node or an OOM kill would take it.
+                        let _ = std::process::Command::new("kill")
+                            .args(["-9", &std::process::id().to_string()])
+                            .status();
+                        std::thread::sleep(Duration::from_secs(30));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                    x
+                });
+            say("survived=yes".into());
+        }
         other => panic!("unknown {CHILD_VAR} case {other:?}"),
+    }
+}
+
+// ---- load-balanced maps, direct view (child side) --------------------------
+
+/// Every schedule the cluster view accepts.
+const SCHEDULES: [Schedule; 6] = [
+    Schedule::Adaptive,
+    Schedule::Dynamic(1),
+    Schedule::Dynamic(7),
+    Schedule::Guided(2),
+    Schedule::Static,
+    Schedule::StaticChunked(3),
+];
+
+/// A struct with a nested Vec and a String, as users bring.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+struct Sample {
+    id: u32,
+    name: String,
+    xs: Vec<f64>,
+}
+
+fn sample(i: usize) -> Sample {
+    Sample {
+        id: i as u32,
+        name: format!("s{i}"),
+        xs: (0..i % 5).map(|k| k as f64 + 0.5).collect(),
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "ok" } else { "BAD" }
+}
+
+fn balanced_child(c: &Cluster, n: usize) {
+    let say = |kv: String| println!("RANK {} size={} {kv}", c.rank(), c.size());
+    let root = c.is_root();
+    let nums: Vec<f64> = if root {
+        (0..n).map(|i| i as f64).collect()
+    } else {
+        vec![]
+    };
+    let strings: Vec<String> = if root {
+        (0..n).map(|i| "x".repeat(i % 7)).collect()
+    } else {
+        vec![]
+    };
+    let vecs: Vec<Vec<f64>> = if root {
+        (0..n).map(|i| vec![1.0; i % 4]).collect()
+    } else {
+        vec![]
+    };
+    let samples: Vec<Sample> = if root {
+        (0..n).map(sample).collect()
+    } else {
+        vec![]
+    };
+    let mine = AtomicUsize::new(0);
+    for (k, s) in SCHEDULES.iter().enumerate() {
+        let v = c.load_balanced().schedule(*s);
+        let a = v
+            .map(&nums, |x| {
+                mine.fetch_add(1, Ordering::Relaxed);
+                2.0 * x + 1.0
+            })
+            .unwrap();
+        let b = v.map(&strings, |s| s.len()).unwrap();
+        let d = v.map(&vecs, |xs| xs.iter().sum::<f64>()).unwrap();
+        let e = v
+            .map(&samples, |s| Sample {
+                id: s.id * 2,
+                name: s.name.to_uppercase(),
+                xs: s.xs.iter().map(|x| -x).collect(),
+            })
+            .unwrap();
+        let f = v.map_range(5..5 + n, |i| i as u64 * 3).unwrap();
+        if root {
+            let (a, b, d, e, f) = (a.unwrap(), b.unwrap(), d.unwrap(), e.unwrap(), f.unwrap());
+            let ok = a.len() == n
+                && a.iter()
+                    .enumerate()
+                    .all(|(i, &y)| y == 2.0 * i as f64 + 1.0)
+                && b.iter().enumerate().all(|(i, &l)| l == i % 7)
+                && d.iter().enumerate().all(|(i, &x)| x == (i % 4) as f64)
+                && e.len() == n
+                && e.iter().enumerate().all(|(i, s)| {
+                    let w = sample(i);
+                    s.id == w.id * 2
+                        && s.name == w.name.to_uppercase()
+                        && s.xs.iter().zip(&w.xs).all(|(a, b)| *a == -b)
+                })
+                && f.len() == n
+                && f.iter().enumerate().all(|(i, &x)| x == (i as u64 + 5) * 3);
+            say(format!("sched{k}={}", verdict(ok)));
+        } else {
+            assert!(a.is_none() && b.is_none() && d.is_none() && e.is_none() && f.is_none());
+        }
+    }
+    say(format!("ran={}", mine.load(Ordering::Relaxed)));
+    // An invalid schedule is an error on every rank, and nothing hangs.
+    let bad = c
+        .load_balanced()
+        .schedule(Schedule::Dynamic(0))
+        .map(&nums, |x| *x);
+    say(format!(
+        "zero_chunk={}",
+        verdict(matches!(bad, Err(ClusterMapError::Schedule(_))))
+    ));
+}
+
+/// Eight heavy items (sleeps) then eight light ones: with on-demand chunks every rank takes
+/// heavy items, where contiguous blocks gave them all to the first rank.
+fn uneven_child(c: &Cluster) {
+    let say = |kv: String| println!("RANK {} size={} {kv}", c.rank(), c.size());
+    let xs: Vec<u64> = if c.is_root() {
+        (0..16).collect()
+    } else {
+        vec![]
+    };
+    let rep = c
+        .load_balanced()
+        .schedule(Schedule::Dynamic(1))
+        .map_report(&xs, |&x| {
+            if x < 8 {
+                std::thread::sleep(Duration::from_millis(40));
+            }
+            x * x
+        })
+        .unwrap();
+    if let Some(rep) = rep {
+        let ok = rep.results == (0..16u64).map(|x| x * x).collect::<Vec<_>>();
+        say(format!("results={}", verdict(ok)));
+        let mut heavy = vec![0usize; c.size()];
+        for r in rep.timeline.records() {
+            let parview::timeline::Lane::Engine(lane) = r.lane else {
+                panic!("caller lane")
+            };
+            let (rank, _) = rep.lanes[lane];
+            heavy[rank] += (r.start..r.end).filter(|&i| i < 8).count();
+        }
+        say(format!(
+            "heavy={}",
+            heavy
+                .iter()
+                .map(|h| h.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+        say(format!(
+            "items={}",
+            rep.loads
+                .iter()
+                .map(|l| l.items.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+    }
+}
+
+fn failures_child(c: &Cluster) {
+    let say = |kv: String| println!("RANK {} size={} {kv}", c.rank(), c.size());
+    let xs: Vec<u32> = if c.is_root() {
+        (0..50).collect()
+    } else {
+        vec![]
+    };
+    for round in 0..2 {
+        // Items 17 and 31 panic wherever they run; every other item still runs.
+        let r = c
+            .load_balanced()
+            .schedule(Schedule::Dynamic(2))
+            .map(&xs, |&x| {
+                if x == 17 || x == 31 {
+                    panic!("deliberate panic at item {x}");
+                }
+                x + 1
+            });
+        match r {
+            Err(ClusterMapError::Failed {
+                rank,
+                index,
+                message,
+            }) => say(format!(
+                "fail{round}=index:{index},rank_ok:{},msg_ok:{}",
+                rank < c.size(),
+                message.contains("deliberate panic at item 17")
+            )),
+            Ok(None) => {}
+            other => say(format!("fail{round}=BAD:{other:?}").replace(' ', "_")),
+        }
+        // The cluster stays usable.
+        let ok = c.load_balanced().map(&xs, |&x| x * 2).unwrap();
+        if let Some(v) = ok {
+            say(format!(
+                "after{round}={}",
+                verdict(v == (0..50).map(|x| x * 2).collect::<Vec<u32>>())
+            ));
+        }
+    }
+    // Abort before the map: nothing is handed out.
+    let h = AbortHandle::new();
+    h.abort();
+    let r = c.load_balanced().abortable(&h).map_range(0..100, |i| i);
+    if c.is_root() {
+        say(format!(
+            "abort_before={}",
+            verdict(matches!(
+                r,
+                Err(ClusterMapError::Aborted {
+                    done: 0,
+                    total: 100
+                })
+            ))
+        ));
+    }
+    // Abort from another thread of the root while the map runs.
+    let h = AbortHandle::new();
+    let stopper = c.is_root().then(|| {
+        let h = h.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(150));
+            h.abort();
+        })
+    });
+    let r = c
+        .load_balanced()
+        .schedule(Schedule::Dynamic(1))
+        .abortable(&h)
+        .map_range(0..2000, |i| {
+            std::thread::sleep(Duration::from_millis(5));
+            i
+        });
+    if let Some(t) = stopper {
+        t.join().unwrap();
+        say(format!(
+            "abort_during={}",
+            verdict(
+                matches!(r, Err(ClusterMapError::Aborted { done, total: 2000 }) if done < 2000)
+            )
+        ));
+    }
+    let ok = c.load_balanced().map_range(0..10, |i| i).unwrap();
+    if let Some(v) = ok {
+        say(format!(
+            "after_abort={}",
+            verdict(v == (0..10).collect::<Vec<_>>())
+        ));
+    }
+}
+
+/// A plain struct sent with the `Equivalence` fast path: derived through parview's re-exports
+/// alone (the `mpi` attribute names the re-exported crate).
+#[derive(parview::cluster::Equivalence, Default, Clone, Copy, Debug, PartialEq)]
+#[mpi(crate = "::parview::cluster::mpi")]
+struct Particle {
+    x: [f64; 3],
+    id: u64,
+}
+
+fn direct_child(c: &Cluster) {
+    let say = |kv: String| println!("RANK {} size={} {kv}", c.rank(), c.size());
+    let ps: Vec<Particle> = if c.is_root() {
+        (0..10u64)
+            .map(|id| Particle {
+                x: [id as f64, 1.0, 2.0],
+                id,
+            })
+            .collect()
+    } else {
+        vec![]
+    };
+    let mine = c.scatter(&ps);
+    let moved: Vec<Particle> = mine
+        .iter()
+        .map(|p| Particle {
+            x: [p.x[0] * 2.0, p.x[1], p.x[2]],
+            id: p.id,
+        })
+        .collect();
+    if let Some(all) = c.gather(&moved) {
+        let ok = all.len() == 10
+            && all
+                .iter()
+                .enumerate()
+                .all(|(i, p)| p.id == i as u64 && p.x[0] == 2.0 * i as f64);
+        say(format!("derive={}", verdict(ok)));
+    }
+    let dv = c.direct();
+    let names = dv.apply(|rank| format!("r{rank}")).unwrap();
+    if let Some(names) = names {
+        let want: Vec<String> = (0..c.size()).map(|r| format!("r{r}")).collect();
+        say(format!("apply={}", verdict(names == want)));
+    }
+    let mut st = dv.init(|rank| vec![rank as u64; 2]).unwrap();
+    let lens = dv.apply_with_state(&mut st, |rank, v| {
+        v.push(rank as u64 * 10);
+        v.len()
+    });
+    if let Some(lens) = lens.unwrap() {
+        say(format!("with_state={}", verdict(lens == vec![3; c.size()])));
+    }
+    if let Some(all) = dv.pull(&st).unwrap() {
+        let want: Vec<Vec<u64>> = (0..c.size() as u64).map(|r| vec![r, r, r * 10]).collect();
+        say(format!("pull={}", verdict(all == want)));
+    }
+    // A panic on rank 1 is an error on every rank; the view stays usable.
+    let r = dv.apply(|rank| {
+        if rank == 1 {
+            panic!("deliberate direct panic");
+        }
+        rank
+    });
+    say(format!(
+        "direct_fail={}",
+        verdict(
+            matches!(&r, Err(ClusterMapError::Failed { rank: 1, message, .. }) if message.contains("deliberate direct panic"))
+        )
+    ));
+    let again = dv.apply(|rank| rank * 2).unwrap();
+    if let Some(v) = again {
+        say(format!(
+            "direct_after={}",
+            verdict(v == (0..c.size()).map(|r| r * 2).collect::<Vec<_>>())
+        ));
+    }
+}
+
+fn timeline_child(c: &Cluster, n: usize) {
+    let say = |kv: String| println!("RANK {} size={} {kv}", c.rank(), c.size());
+    let xs: Vec<u64> = if c.is_root() {
+        (0..n as u64).collect()
+    } else {
+        vec![]
+    };
+    let view = c.load_balanced().schedule(Schedule::Dynamic(3));
+    #[cfg(feature = "progress")]
+    let view = view.progress_bar("cluster test");
+    let rep = view.map_report(&xs, |&x| x + 1).unwrap();
+    if let Some(rep) = rep {
+        let t = &rep.timeline;
+        let engines: usize = c.rank_workers().iter().sum();
+        let ok = t.engines() == engines
+            && rep.lanes.len() == engines
+            && t.items() == n
+            && rep.loads.iter().map(|l| l.items).sum::<usize>() == n
+            && rep.loads.iter().map(|l| l.chunks).sum::<usize>() == t.chunks()
+            && t.records()
+                .iter()
+                .all(|r| r.began <= r.ended && r.ended <= t.wall_time());
+        let mut covered = vec![0u8; n];
+        for r in t.records() {
+            for k in &mut covered[r.start..r.end] {
+                *k += 1;
+            }
+        }
+        say(format!(
+            "timeline={}",
+            verdict(ok && covered.iter().all(|&k| k == 1))
+        ));
+        let lanes_ok = rep.lanes.iter().enumerate().all(|(k, &(rank, e))| {
+            rank < c.size()
+                && e < c.rank_workers()[rank]
+                && rep.lanes[..k].iter().filter(|l| l.0 == rank).count() == e
+        });
+        say(format!("lanes={}", verdict(lanes_ok)));
+        let trace: serde_json::Value = serde_json::from_str(&t.to_chrome_trace()).unwrap();
+        say(format!(
+            "trace={}",
+            verdict(trace.to_string().contains("cluster load-balanced"))
+        ));
+        say(format!("svg={}", verdict(t.to_svg().contains("<svg"))));
+    }
+    // Static: one block per (rank, engine), so each rank gets as many chunks as it has engines.
+    let rep = c
+        .load_balanced()
+        .schedule(Schedule::Static)
+        .map_report(&xs, |&x| x)
+        .unwrap();
+    if let Some(rep) = rep {
+        let ok = rep.results == xs
+            && rep
+                .loads
+                .iter()
+                .all(|l| l.chunks == c.rank_workers()[l.rank]);
+        say(format!("static_blocks={}", verdict(ok)));
     }
 }
 
@@ -552,4 +975,117 @@ fn hung_job_is_killed_by_the_harness() {
         o.dump()
     );
     assert!(!o.stdout.contains("survived=yes"), "{}", o.dump());
+}
+
+// ---- load-balanced maps, direct view (parent side) -------------------------
+
+#[test]
+fn load_balanced_maps_any_serde_type_in_order() {
+    for (np, n) in [(2, 103), (3, 41), (4, 2), (2, 0)] {
+        let n_s = n.to_string();
+        let o = run_ok(np, "balanced", &[(N_VAR, &n_s), ("PARVIEW_WORKERS", "1")]);
+        for (k, s) in SCHEDULES.iter().enumerate() {
+            assert_eq!(
+                o.root(&format!("sched{k}")),
+                "ok",
+                "{s:?} np={np} n={n}\n{}",
+                o.dump()
+            );
+        }
+        let ran: usize = o
+            .ranks()
+            .values()
+            .map(|kv| kv["ran"].parse::<usize>().unwrap())
+            .sum();
+        assert_eq!(
+            ran,
+            SCHEDULES.len() * n,
+            "every item runs exactly once\n{}",
+            o.dump()
+        );
+        for (r, kv) in o.ranks() {
+            assert_eq!(kv["zero_chunk"], "ok", "rank {r}\n{}", o.dump());
+        }
+    }
+}
+
+#[test]
+fn uneven_items_are_shared_by_every_rank() {
+    for np in [2, 3] {
+        let o = run_ok(np, "uneven", &[("PARVIEW_WORKERS", "1")]);
+        assert_eq!(o.root("results"), "ok", "{}", o.dump());
+        let heavy: Vec<usize> = o
+            .root("heavy")
+            .split(',')
+            .map(|h| h.parse().unwrap())
+            .collect();
+        assert_eq!(heavy.iter().sum::<usize>(), 8, "{}", o.dump());
+        // Contiguous blocks would give all eight heavy items to rank 0 (and rank 1 on 3
+        // ranks); on-demand chunks give every rank at least one.
+        assert!(
+            heavy.iter().all(|&h| h >= 1),
+            "heavy items per rank {heavy:?}\n{}",
+            o.dump()
+        );
+    }
+}
+
+#[test]
+fn panicking_items_are_errors_and_the_cluster_stays_usable() {
+    for np in [2, 3] {
+        let o = run_ok(np, "failures", &[("PARVIEW_WORKERS", "2")]);
+        for round in 0..2 {
+            assert_eq!(
+                o.root(&format!("fail{round}")),
+                "index:17,rank_ok:true,msg_ok:true",
+                "{}",
+                o.dump()
+            );
+            assert_eq!(o.root(&format!("after{round}")), "ok", "{}", o.dump());
+        }
+        assert_eq!(o.root("abort_before"), "ok", "{}", o.dump());
+        assert_eq!(o.root("abort_during"), "ok", "{}", o.dump());
+        assert_eq!(o.root("after_abort"), "ok", "{}", o.dump());
+        assert!(
+            o.stderr.contains("caught: reported to the root"),
+            "{}",
+            o.dump()
+        );
+    }
+}
+
+#[test]
+fn direct_view_over_ranks() {
+    for np in [2, 4] {
+        let o = run_ok(np, "direct", &[("PARVIEW_WORKERS", "1")]);
+        for key in ["apply", "with_state", "pull", "direct_after", "derive"] {
+            assert_eq!(o.root(key), "ok", "{key}\n{}", o.dump());
+        }
+        for (r, kv) in o.ranks() {
+            assert_eq!(kv["direct_fail"], "ok", "rank {r}\n{}", o.dump());
+        }
+    }
+}
+
+#[test]
+fn timeline_has_a_lane_per_rank_and_engine() {
+    let o = run_ok(3, "timeline", &[(N_VAR, "200"), ("PARVIEW_WORKERS", "2")]);
+    for key in ["timeline", "lanes", "trace", "svg", "static_blocks"] {
+        assert_eq!(o.root(key), "ok", "{key}\n{}", o.dump());
+    }
+}
+
+#[test]
+fn killed_rank_ends_the_job_naming_it() {
+    let limit = Duration::from_secs(40);
+    let o = run_child_within(Some(2), "killed", &[("PARVIEW_WORKERS", "1")], limit)
+        .unwrap_or_else(|o| panic!("a killed rank left the job hanging\n{}", o.dump()));
+    assert!(!o.status.success(), "{}", o.dump());
+    assert!(!o.stdout.contains("survived=yes"), "{}", o.dump());
+    let all = format!("{}{}", o.stdout, o.stderr);
+    assert!(
+        all.contains("rank 1") && (all.contains("signal 9") || all.contains("Killed")),
+        "mpirun must name the killed rank\n{}",
+        o.dump()
+    );
 }

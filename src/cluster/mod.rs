@@ -6,36 +6,78 @@
 //! program (SPMD); the collective methods must be called by **all** ranks in
 //! the same order:
 //!
-//! * [`Cluster::par_map`] — per-item map, results on the root in input order;
-//! * [`Cluster::scatter_gather`] — per-piece map over contiguous pieces;
+//! * [`Cluster::load_balanced`] — a [`ClusterView`]: maps whose chunks the root
+//!   hands out on demand to every rank (its own engines included), with the
+//!   local [`Schedule`] vocabulary, any `Serialize + DeserializeOwned` item and
+//!   result type, results on the root in input order, panics returned as
+//!   [`ClusterMapError::Failed`] naming rank and index, abort, progress bar
+//!   and a timeline with one lane per (rank, engine);
+//! * [`Cluster::direct`] — a [`ClusterDirectView`]: run a closure on every
+//!   rank, per-rank state ([`RankState`]), pull it to the root;
 //! * [`Cluster::map_reduce`] / [`Cluster::all_map_reduce`] — deterministic
-//!   reductions: the same bits for any ranks × workers layout;
-//! * [`Cluster::scatter`] / [`Cluster::gather`] — the building blocks.
+//!   reductions whose leaves are handed out like a load-balanced map: the
+//!   same bits for any ranks × workers layout;
+//! * the [`Equivalence`] fast path for plain numbers: [`Cluster::scatter`],
+//!   [`Cluster::gather`], [`Cluster::par_map`], [`Cluster::scatter_gather`]
+//!   (one contiguous block per rank, one MPI message each way).
 //!
-//! Data travels as MPI datatypes, so elements are [`Equivalence`] types
-//! (`f64`, `u64`, `i32`, ...).
+//! # Wire format
 //!
-//! A panic on any rank aborts the whole MPI job (`MPI_Abort`) with a message
-//! naming the rank, instead of leaving the other ranks blocked in a
-//! collective forever.
+//! Items and results of the load-balanced maps and the direct view travel as
+//! [postcard](https://docs.rs/postcard) bytes: serde-native (any type that
+//! derives `Serialize`/`Deserialize` works, `Vec<f64>`, `String`, nested
+//! structs, nalgebra matrices with its `serde-serialize` feature), compact
+//! (varint integers, no field names, no schema to keep in step), well kept
+//! and dependency-light. The cost is one encode and one decode per chunk,
+//! done on the engines, not on the MPI thread. For large arrays of plain
+//! numbers the [`Equivalence`] path sends the memory as it is.
+//!
+//! # Failures
+//!
+//! A panicking item of a load-balanced map or a direct-view closure is caught
+//! on its rank, reported to the root as [`ClusterMapError::Failed`], and the
+//! cluster stays usable. A panic anywhere else on a rank (the fast-path maps,
+//! the MPI thread) prints the rank and calls `MPI_Abort`, so the job ends
+//! instead of leaving the other ranks blocked in a collective. A rank that
+//! dies (killed, out of memory) makes `mpirun` end the job with a message
+//! naming the rank (Open MPI's default; tested with `kill -9` in
+//! `tests/mpi.rs`).
 //!
 //! The examples in this module are `no_run`: doc tests cannot start
-//! `mpirun`. See `examples/mpi_pi.rs`, `examples/mpi_gauss.rs` and
-//! `tests/mpi.rs` for programs that run under `mpirun -n 2`.
+//! `mpirun`. See `examples/mpi_pi.rs`, `examples/mpi_gauss.rs`,
+//! `examples/mpi_primes.rs` and `tests/mpi.rs` for programs that run under
+//! `mpirun -n 2`, and FROM_POOL_TO_CLUSTER.md for a local program beside its
+//! cluster version.
 //!
 //! ```no_run
 //! use parview::cluster::Cluster;
+//! use parview::Schedule;
 //!
 //! let cluster = Cluster::init().expect("MPI init");
-//! let data: Vec<f64> = if cluster.is_root() {
-//!     (0..1000).map(|i| i as f64).collect()
+//! let words: Vec<String> = if cluster.is_root() {
+//!     vec!["apple".into(), "fig".into()]
 //! } else {
-//!     Vec::new() // only the root's data is read
+//!     Vec::new() // only the root's items are read
 //! };
-//! if let Some(squares) = cluster.par_map(&data, |x| x * x) {
-//!     assert_eq!(squares[3], 9.0); // only the root gets Some
+//! let lens = cluster
+//!     .load_balanced()
+//!     .schedule(Schedule::Dynamic(1))
+//!     .map(&words, |w| w.len())
+//!     .expect("no item panicked");
+//! if let Some(lens) = lens {
+//!     assert_eq!(lens, vec![5, 3]); // only the root gets Some
 //! }
 //! ```
+
+mod balanced;
+mod direct;
+
+pub use balanced::{AbortHandle, ClusterMapError, ClusterView, MapReport, RankLoad};
+pub use direct::{ClusterDirectView, RankState};
+
+/// The rsmpi crate this module is built on, for calls it does not wrap and for
+/// `#[derive(Equivalence)]` (see [`Equivalence`]).
+pub use ::mpi;
 
 // Pool / reducer imports: the only lines that depend on the rest of the crate.
 use crate::reduce::tree_reduce;
@@ -48,24 +90,36 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Once, OnceLock};
 use std::thread::{self, ThreadId};
 
-use mpi::collective::{CommunicatorCollectives, Root};
-use mpi::datatype::{Partition, PartitionMut};
-use mpi::environment::Universe;
-use mpi::topology::{Communicator, SimpleCommunicator};
-use mpi::{Count, Threading};
+use ::mpi::collective::{CommunicatorCollectives, Root};
+use ::mpi::datatype::{Partition, PartitionMut};
+use ::mpi::environment::Universe;
+use ::mpi::topology::{Communicator, SimpleCommunicator};
+use ::mpi::{Count, Threading};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-/// Element types that can travel between ranks (re-export of
-/// `mpi::datatype::Equivalence`): `f64`, `f32`, `u64`, `i64`, `u32`, `i32`,
-/// `u8`, `bool`, `usize`, ...
-///
-/// # Example
+/// Element types that can travel between ranks with the fast path
+/// (`scatter`, `gather`, `par_map`, `scatter_gather`): `f64`, `f32`, `u64`,
+/// `i64`, `u32`, `i32`, `u8`, `bool`, `usize`, arrays of them, ... — the
+/// re-export of rsmpi's `Equivalence` trait **and** its derive macro, so a
+/// plain struct derives it through parview alone (the `mpi` attribute names
+/// the re-exported crate, [`mpi`]):
 ///
 /// ```
-/// fn sendable<T: parview::cluster::Equivalence>() {}
+/// use parview::cluster::Equivalence;
+///
+/// #[derive(Equivalence, Default, Clone, Copy)]
+/// #[mpi(crate = "::parview::cluster::mpi")]
+/// struct Particle {
+///     x: [f64; 3],
+///     id: u64,
+/// }
+///
+/// fn sendable<T: Equivalence>() {}
 /// sendable::<f64>();
-/// sendable::<u64>();
+/// sendable::<Particle>();
 /// ```
-pub use mpi::datatype::Equivalence;
+pub use ::mpi::traits::Equivalence;
 
 /// Environment variables through which launchers announce the job size:
 /// Open MPI's `mpirun` (`OMPI_COMM_WORLD_SIZE`), MPICH/Hydra, Intel MPI and
@@ -364,6 +418,13 @@ fn install_panic_hook() {
                 .location()
                 .map(|l| format!(" at {}:{}", l.file(), l.line()))
                 .unwrap_or_default();
+            if balanced::CATCHING.with(|c| c.get()) {
+                eprintln!(
+                    "parview: {} panicked: {msg}{at} (caught: reported to the root as an error)",
+                    rank_label()
+                );
+                return;
+            }
             if on_mpi_thread() {
                 eprintln!(
                     "parview: {} panicked: {msg}{at}; aborting the MPI job (MPI_Abort)",
@@ -472,7 +533,7 @@ impl ClusterBuilder {
     /// # Ok::<(), parview::cluster::ClusterError>(())
     /// ```
     pub fn build(self) -> Result<Cluster, ClusterError> {
-        let (universe, provided) = mpi::initialize_with_threading(Threading::Funneled)
+        let (universe, provided) = ::mpi::initialize_with_threading(Threading::Funneled)
             .ok_or(ClusterError::AlreadyInitialized)?;
         if provided < Threading::Funneled {
             return Err(ClusterError::ThreadingUnsupported {
@@ -513,11 +574,17 @@ impl ClusterBuilder {
         SIZE.store(size, Ordering::SeqCst);
         install_panic_hook();
         ACTIVE.store(true, Ordering::SeqCst);
+        // Every rank's engine count, for the load-balanced maps' dispensing (collective).
+        let mine = pool.workers() as u64;
+        let mut all = vec![0u64; size];
+        world.all_gather_into(&mine, &mut all[..]);
+        let rank_workers = all.into_iter().map(|w| w as usize).collect();
         Ok(Cluster {
             pool,
             world,
             rank,
             size,
+            rank_workers,
             _universe: universe,
         })
     }
@@ -549,6 +616,8 @@ pub struct Cluster {
     world: SimpleCommunicator,
     rank: usize,
     size: usize,
+    /// Local workers of every rank, in rank order.
+    rank_workers: Vec<usize>,
     // Last: dropping it finalises MPI.
     _universe: Universe,
 }
@@ -699,7 +768,93 @@ impl Cluster {
         self.world.barrier();
     }
 
-    fn root(&self) -> mpi::topology::Process<'_> {
+    /// The load-balanced view: maps whose chunks the root hands out on demand to every rank,
+    /// any serde item and result type, results on the root in input order (see
+    /// [`ClusterView`]).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// let c = parview::cluster::Cluster::init().unwrap();
+    /// let squares = c.load_balanced().map_range(0..100, |i| (i * i) as u64).unwrap();
+    /// if let Some(v) = squares {
+    ///     assert_eq!(v[99], 9801);
+    /// }
+    /// ```
+    pub fn load_balanced(&self) -> ClusterView<'_> {
+        ClusterView::new(self)
+    }
+
+    /// The direct view: a closure on every rank, per-rank state (see [`ClusterDirectView`]).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// let c = parview::cluster::Cluster::init().unwrap();
+    /// if let Some(ranks) = c.direct().apply(|rank| rank).unwrap() {
+    ///     assert_eq!(ranks, (0..c.size()).collect::<Vec<_>>());
+    /// }
+    /// ```
+    pub fn direct(&self) -> ClusterDirectView<'_> {
+        ClusterDirectView::new(self)
+    }
+
+    /// Local workers of every rank, in rank order (the same on every rank).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// let c = parview::cluster::Cluster::init().unwrap();
+    /// assert_eq!(c.rank_workers()[c.rank()], c.workers());
+    /// ```
+    pub fn rank_workers(&self) -> &[usize] {
+        &self.rank_workers
+    }
+
+    /// The root's `flag`, on every rank. Collective.
+    fn broadcast_flag(&self, flag: bool) -> bool {
+        let mut b = u8::from(flag);
+        self.root().broadcast_into(&mut b);
+        b != 0
+    }
+
+    /// The root's bytes on every rank (`mine` is read on the root only). Collective.
+    fn broadcast_bytes(&self, mine: Option<&[u8]>) -> Vec<u8> {
+        let n = self.broadcast_len(mine.map_or(0, <[u8]>::len));
+        let mut buf = match mine {
+            Some(b) if self.is_root() => b.to_vec(),
+            _ => vec![0u8; n],
+        };
+        buf.resize(n, 0);
+        self.root().broadcast_into(&mut buf[..]);
+        buf
+    }
+
+    /// Every rank's bytes, on the root, in rank order (`None` elsewhere). Collective.
+    fn gather_bytes(&self, mine: &[u8]) -> Option<Vec<Vec<u8>>> {
+        let count = to_count(mine.len());
+        if self.is_root() {
+            let mut counts = vec![0 as Count; self.size];
+            self.root().gather_into_root(&count, &mut counts[..]);
+            let mut displs = Vec::with_capacity(self.size);
+            let mut total = 0usize;
+            for &c in &counts {
+                displs.push(to_count(total));
+                total += usize::try_from(c).expect("non-negative count");
+            }
+            let all = self.gather_known(mine, &counts, &displs, total);
+            Some(
+                counts
+                    .iter()
+                    .zip(&displs)
+                    .map(|(&c, &d)| all[d as usize..(d + c) as usize].to_vec())
+                    .collect(),
+            )
+        } else {
+            self.root().gather_into(&count);
+            self.gather_known(mine, &[], &[], 0);
+            None
+        }
+    }
+
+    fn root(&self) -> ::mpi::topology::Process<'_> {
         self.world.process_at_rank(ROOT)
     }
 
@@ -813,9 +968,13 @@ impl Cluster {
 
     /// Maps `f` over every item of the root's `data_on_root`: the items are
     /// scattered one contiguous block per rank, each rank maps its block on
-    /// its local pool, and the results are gathered to the root **in input
-    /// order**. Returns `Some(results)` on the root, `None` on other ranks.
-    /// `data_on_root` is read on the root only. Collective.
+    /// its local pool ([`Schedule::Adaptive`]), and the results are gathered to
+    /// the root **in input order**. Returns `Some(results)` on the root, `None`
+    /// on other ranks. `data_on_root` is read on the root only. Collective.
+    ///
+    /// The [`Equivalence`] fast path: one message per rank each way, but the
+    /// ranks' shares are fixed. For uneven items use
+    /// [`Cluster::load_balanced`], which hands out chunks on demand.
     ///
     /// # Panics
     ///
@@ -840,7 +999,7 @@ impl Cluster {
         let local = self.scatter(data_on_root);
         let out = guard("Cluster::par_map", || {
             self.pool
-                .schedule(Schedule::Static)
+                .schedule(Schedule::Adaptive)
                 .map(0..local.len(), |i| f(&local[i]))
         });
         let n = data_on_root.len(); // meaningful on the root only
@@ -905,18 +1064,19 @@ impl Cluster {
         self.gather(&out)
     }
 
-    /// Leaf values of this rank's share of `range` (see `map_reduce`), plus
-    /// the leaf counts/displacements of all ranks.
-    fn local_leaves<R, M, O>(
+    /// Leaf values of `range` cut into leaves of `leaf`, computed across the
+    /// ranks as a load-balanced map over the leaf indices (chunks handed out
+    /// on demand); `Some(values)` in leaf order on the root.
+    fn leaf_values<R, M, O>(
         &self,
         what: &str,
         range: &Range<usize>,
         leaf: usize,
         map: &M,
         op: &O,
-    ) -> (Vec<R>, Vec<Count>, Vec<Count>, usize)
+    ) -> Option<Vec<R>>
     where
-        R: Send,
+        R: Serialize + DeserializeOwned + Send,
         M: Fn(usize) -> R + Sync,
         O: Fn(R, R) -> R + Sync,
     {
@@ -930,22 +1090,27 @@ impl Cluster {
             "{what}: ranks disagree on (range.start, range.end, leaf); root has {shape:?}"
         );
         let leaves = range.len().div_ceil(leaf);
-        let mine = partition(leaves, self.size, self.rank);
-        let values = guard(what, || {
-            self.pool
-                .schedule(Schedule::Dynamic(1))
-                .map(mine, |l| leaf_value(range, leaf, l, map, op))
-        });
-        let (counts, displs) = counts_displs(leaves, self.size);
-        (values, counts, displs, leaves)
+        let values = self
+            .load_balanced()
+            .map_range(0..leaves, |l| leaf_value(range, leaf, l, map, op));
+        match values {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!(
+                    "parview: {} {what}: {e}; aborting the MPI job (MPI_Abort)",
+                    rank_label()
+                );
+                abort_job()
+            }
+        }
     }
 
     /// Deterministic map-reduce over the index `range`, spread over all
     /// ranks: `range` is cut into leaves of `leaf` consecutive indices; the
-    /// **leaves** (not the items) are divided among the ranks; each rank
-    /// computes its leaves' values on its local pool (`map` folded left to
-    /// right with `op` inside a leaf); the leaf values are gathered to the
-    /// root in order and combined with
+    /// **leaves** (not the items) are handed out to the ranks on demand, as a
+    /// load-balanced map ([`Schedule::Adaptive`]), so uneven leaves balance;
+    /// each leaf's value is `map` folded left to right with `op`; the leaf
+    /// values come back to the root in order and are combined with
     /// [`tree_reduce`].
     ///
     /// The result has the same bits for every ranks × workers layout, and the
@@ -957,9 +1122,9 @@ impl Cluster {
     ///
     /// # Panics
     ///
-    /// If `leaf == 0`, if the ranks pass different `range`/`leaf`, or if there
-    /// are more than `i32::MAX` leaves. A panic in `map`/`op` aborts the MPI
-    /// job with a message naming the rank.
+    /// If `leaf == 0`, or if the ranks pass different `range`/`leaf`. A panic
+    /// in `map`/`op` aborts the MPI job with a message naming the rank and the
+    /// leaf.
     ///
     /// # Example
     ///
@@ -972,24 +1137,17 @@ impl Cluster {
     /// ```
     pub fn map_reduce<R, M, O>(&self, range: Range<usize>, leaf: usize, map: M, op: O) -> Option<R>
     where
-        R: Equivalence + Default + Clone + Send,
+        R: Serialize + DeserializeOwned + Send,
         M: Fn(usize) -> R + Sync,
         O: Fn(R, R) -> R + Sync,
     {
-        let (values, counts, displs, leaves) =
-            self.local_leaves("Cluster::map_reduce", &range, leaf, &map, &op);
-        let all = self.gather_known(&values, &counts, &displs, leaves);
-        if self.is_root() {
-            guard("Cluster::map_reduce", || tree_reduce(all, &op))
-        } else {
-            None
-        }
+        let values = self.leaf_values("Cluster::map_reduce", &range, leaf, &map, &op)?;
+        guard("Cluster::map_reduce", || tree_reduce(values, &op))
     }
 
-    /// [`Cluster::map_reduce`] with the result on every rank (the leaf
-    /// values are all-gathered and every rank runs the same tree, so all
-    /// ranks get the same bits). Returns `None` iff `range` is empty.
-    /// Collective.
+    /// [`Cluster::map_reduce`] with the result on every rank (the root's
+    /// result is broadcast as bytes, so all ranks get the same bits). Returns
+    /// `None` iff `range` is empty. Collective.
     ///
     /// # Panics
     ///
@@ -1010,18 +1168,31 @@ impl Cluster {
         op: O,
     ) -> Option<R>
     where
-        R: Equivalence + Default + Clone + Send,
+        R: Serialize + DeserializeOwned + Send,
         M: Fn(usize) -> R + Sync,
         O: Fn(R, R) -> R + Sync,
     {
-        let (values, counts, displs, leaves) =
-            self.local_leaves("Cluster::all_map_reduce", &range, leaf, &map, &op);
-        let mut all = vec![R::default(); leaves];
-        {
-            let mut recv = PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
-            self.world.all_gather_varcount_into(&values[..], &mut recv);
+        let total = self.map_reduce(range, leaf, map, op);
+        let bytes = total.as_ref().map(|t| {
+            postcard::to_allocvec(&Some(t)).unwrap_or_else(|e| {
+                eprintln!(
+                    "parview: {} Cluster::all_map_reduce: encoding the result failed: {e}; \
+                     aborting the MPI job (MPI_Abort)",
+                    rank_label()
+                );
+                abort_job()
+            })
+        });
+        let bytes = if self.is_root() {
+            Some(bytes.unwrap_or_else(|| postcard::to_allocvec(&None::<R>).expect("encodes")))
+        } else {
+            None
+        };
+        let all = self.broadcast_bytes(bytes.as_deref());
+        if self.is_root() {
+            return total;
         }
-        guard("Cluster::all_map_reduce", || tree_reduce(all, &op))
+        postcard::from_bytes::<Option<R>>(&all).expect("the root's result decodes")
     }
 }
 
