@@ -619,7 +619,10 @@ impl Pool {
         }
     }
 
-    /// Runs `f` on every item for its side effects.
+    /// Runs `f` on every item for its side effects, with the default schedule. With another
+    /// schedule: `pool.schedule(s).for_each(..)`
+    /// ([`LoadBalancedView::for_each`](crate::LoadBalancedView::for_each)); over an iterator
+    /// read lazily: [`LoadBalancedView::for_each_iter`](crate::LoadBalancedView::for_each_iter).
     ///
     /// # Panics
     /// As [`par_map`](Self::par_map).
