@@ -618,6 +618,12 @@ impl<'p> LoadBalancedView<'p> {
     /// starts at once (up to the bound); while the caller waits for results it works on the
     /// batches in flight.
     ///
+    /// Cost to know: reading is serial, and an item that owns heap memory (a `String` line) is
+    /// allocated by the reading thread and freed by an engine. With glibc's allocator such a
+    /// cross-thread free cost about 100 ns per item on our 2-core test machine (BENCHMARKS.md),
+    /// as much as a light per-line function: streaming pays off when the per-item work is
+    /// well above that, or when items are plain data.
+    ///
     /// # Panics
     /// A panic in `f` does not unwind: that item yields `Err(`[`ItemError`]`)` (its index in
     /// the input and the message), every other item still runs, and no engine dies. A panic in
