@@ -216,3 +216,33 @@ fn owned_items_are_dropped_once_and_the_found_one_is_returned() {
         }
     });
 }
+
+/// An item whose `Drop` always panics.
+struct Bomb(#[allow(dead_code)] u32);
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        panic!("bomb dropped");
+    }
+}
+
+#[test]
+fn matches_whose_drop_panics_neither_hang_nor_abort() {
+    within(60, || {
+        let pool = pool(2);
+        for &s in &SCHEDULES {
+            // Every item matches: the pipeline drops all matches but one itself.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                pool.schedule(s)
+                    .find_any((0..64).map(Bomb).collect::<Vec<_>>(), |_| true)
+            }));
+            match r {
+                Ok(found) => std::mem::forget(found),
+                Err(p) => {
+                    let m = common::payload_message(&*p);
+                    assert!(m.contains("bomb dropped"), "{s:?}: {m}");
+                }
+            }
+        }
+        assert_eq!(pool.par_map(0..3u8, |x| x), vec![0, 1, 2]);
+    });
+}

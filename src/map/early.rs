@@ -102,6 +102,17 @@ fn drop_found<T>(v: Option<T>) {
     }
 }
 
+/// A match on its way through the pipeline's report. The pipeline drops every match but the
+/// lowest-index one itself, under its report lock, where a panicking `Drop` must not unwind:
+/// this wrapper drops its value under `catch_unwind` (reporting a panic on stderr).
+struct Found<T>(Option<T>);
+
+impl<T> Drop for Found<T> {
+    fn drop(&mut self) {
+        drop_found(self.0.take());
+    }
+}
+
 /// Panics with a message naming `chunk` if the view's schedule is invalid.
 fn check_schedule(view: &LoadBalancedView<'_>) {
     if let Err(e) = view.schedule.validate() {
@@ -142,12 +153,12 @@ impl<'p> LoadBalancedView<'p> {
             input,
             NoState,
             |_: &mut (), x| match f(x) {
-                Some(t) => Err(t),
+                Some(t) => Err(Found(Some(t))),
                 None => Ok(()),
             },
             NoSink,
         );
-        let found = rep.error.take().map(|(_, t)| t);
+        let found = rep.error.take().and_then(|(_, mut t)| t.0.take());
         if let Some((index, message)) = rep.panic.take() {
             drop_found(found);
             let failed = rep.panicked;
