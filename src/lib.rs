@@ -161,6 +161,19 @@
 //! * Dropping a [`Pool`] lets running *and queued* work finish, then joins the engines. Dropping
 //!   an unfinished [`AsyncResult`] aborts its map.
 //!
+//! ## Coming from rayon
+//!
+//! Streaming input and early exit:
+//! * `iter.par_bridge().map(f)` → [`LoadBalancedView::imap_iter`] (input order) or
+//!   [`LoadBalancedView::imap_unordered_iter`]; `par_bridge().for_each(f)` →
+//!   [`LoadBalancedView::for_each_iter`]. The iterator is read on the calling thread with at
+//!   most [`max_in_flight`](LoadBalancedView::max_in_flight) items in flight.
+//! * `any`, `all`, `find_any`, `find_first`, `find_map_any` → [`Pool::par_any`],
+//!   [`Pool::par_all`], [`Pool::par_find_any`], [`Pool::par_find_first`], or the same names on
+//!   a [`LoadBalancedView`] with a schedule; they stop dispatching chunks once answered.
+//! * `par_iter().for_each(f)` with a schedule → `pool.schedule(s).for_each(..)`
+//!   ([`LoadBalancedView::for_each`]).
+//!
 //! ## Features
 //! * `progress`: [indicatif] progress bars ([`LoadBalancedView::progress`](crate::LoadBalancedView)).
 //! * `mpi`: the `cluster` module — the same maps across ranks of an MPI job (see MPI.md).
@@ -202,6 +215,7 @@ pub use rand;
 
 pub use async_result::{AsyncResult, Imap, ImapUnordered};
 pub use error::{ItemError, MapError};
+pub use map::stream::{ImapIter, ImapUnorderedIter};
 pub use map::{IntoMapInput, Timings};
 pub use pool::{
     BuildError, DEFAULT_SPIN, ENGINE_STACK, HELP_DEPTH, MAX_NESTED_WAITS, MAX_WORKERS, Pool,

@@ -7,7 +7,9 @@
 //! `try_par_map`, `par_map_into`, `par_for_each`, `scatter_gather`), the reductions
 //! (`par_map_reduce`, `par_reduce`, `par_sum`) and the random streams (`par_map_rng`,
 //! `par_blocks_rng`). Where the work is done elsewhere (`views.rs`, `reduce.rs`, `rng.rs`),
-//! the method here is a thin delegation.
+//! the method here is a thin delegation. Exception: the early-exit forms (`par_any`,
+//! `par_all`, `par_find_any`, `par_find_first`) are defined beside their views' methods in
+//! `map/early.rs`.
 //!
 //! # Dropping a pool
 //! Dropping a [`Pool`] marks it as shutting down and wakes every engine. Engines **drain**:
@@ -619,7 +621,10 @@ impl Pool {
         }
     }
 
-    /// Runs `f` on every item for its side effects.
+    /// Runs `f` on every item for its side effects, with the default schedule. With another
+    /// schedule: `pool.schedule(s).for_each(..)`
+    /// ([`LoadBalancedView::for_each`](crate::LoadBalancedView::for_each)); over an iterator
+    /// read lazily: [`LoadBalancedView::for_each_iter`](crate::LoadBalancedView::for_each_iter).
     ///
     /// # Panics
     /// As [`par_map`](Self::par_map).

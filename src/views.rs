@@ -529,11 +529,13 @@ impl<'p> DirectView<'p> {
 /// ```
 #[derive(Debug, Clone)]
 pub struct LoadBalancedView<'p> {
-    pool: &'p Pool,
-    schedule: Schedule,
+    pub(crate) pool: &'p Pool,
+    pub(crate) schedule: Schedule,
     timeline: bool,
     #[cfg_attr(not(feature = "progress"), allow(dead_code))]
     progress: Option<Arc<str>>,
+    /// Streaming maps' bound on items in flight (`None`: the default; see `map/stream.rs`).
+    pub(crate) max_in_flight: Option<usize>,
 }
 
 /// A [`LoadBalancedView`] whose maps return one `Result<R, ItemError>` per item instead of
@@ -559,6 +561,7 @@ impl<'p> LoadBalancedView<'p> {
             schedule: Schedule::default(),
             timeline: false,
             progress: None,
+            max_in_flight: None,
         }
     }
 

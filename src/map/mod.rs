@@ -42,6 +42,9 @@ pub(crate) mod run;
 pub(crate) mod sink;
 pub(crate) mod track;
 
+pub(crate) mod early;
+pub(crate) mod stream;
+
 pub use input::IntoMapInput;
 pub use track::Timings;
 

@@ -97,7 +97,7 @@ impl<R> Stream<R> {
         }
     }
 
-    fn push(&self, m: Msg<R>) {
+    pub(crate) fn push(&self, m: Msg<R>) {
         if self.closed.load(Ordering::Acquire) {
             drop(m); // a panicking Drop here is this item's panic, caught by the map
             return;
