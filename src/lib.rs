@@ -47,6 +47,18 @@
 //! | `np.random.seed(s)` per task | — | — | [`rng::stream`], [`Pool::par_map_rng`] |
 //! | `sum(dview.gather(...))` | — | `reduction(+:x)` | [`par_sum`], [`par_map_reduce`] (bitwise identical for any worker count) |
 //!
+//! ## Coming from rayon
+//!
+//! | rayon | parview |
+//! |---|---|
+//! | `rayon::join(a, b)` | [`join`]`(a, b)`, [`Pool::join`] |
+//! | `rayon::scope(\|s\| s.spawn(..))` | [`scope`], [`Pool::scope`], [`Scope::spawn`] |
+//! | `v.par_iter().map(f).collect()` | [`par_map`]`(&v, f)`, [`Pool::par_map`] |
+//! | `.fold(id, f).reduce(id, r)` | [`par_fold`]`(input, id, f, r)`, [`LoadBalancedView::fold`] (not bitwise reproducible; [`par_map_reduce`] is) |
+//! | `v.par_chunks_mut(c).enumerate().for_each(f)` | [`par_chunks_mut`]`(&mut v, c, f)`, [`LoadBalancedView::for_each_chunk_mut`] |
+//! | `.with_min_len(c).for_each(f)` | `pool.schedule(`[`Schedule::Dynamic`]`(c)).for_each(input, f)` |
+//! | `ThreadPoolBuilder::new().num_threads(n)` | [`Pool::builder`]`.workers(n)` |
+//!
 //! ## One vocabulary
 //!
 //! * **Pick a schedule on a view, nowhere else.** `Pool`'s methods and the free functions use the
@@ -136,6 +148,7 @@ mod async_result;
 #[cfg(feature = "mpi")]
 pub mod cluster;
 mod error;
+mod join;
 mod latch;
 mod map;
 mod pool;
@@ -164,6 +177,9 @@ pub use rand;
 
 pub use async_result::{AsyncResult, Imap, ImapUnordered};
 pub use error::{ItemError, MapError};
+pub use join::{Scope, join, scope};
+pub use map::chunks::par_chunks_mut;
+pub use map::fold::par_fold;
 pub use map::{IntoMapInput, Timings};
 pub use pool::{
     BuildError, DEFAULT_SPIN, ENGINE_STACK, HELP_DEPTH, MAX_NESTED_WAITS, MAX_WORKERS, Pool,

@@ -8,6 +8,8 @@
 //! (`par_map_reduce`, `par_reduce`, `par_sum`) and the random streams (`par_map_rng`,
 //! `par_blocks_rng`). Where the work is done elsewhere (`views.rs`, `reduce.rs`, `rng.rs`),
 //! the method here is a thin delegation.
+//! Exceptions, each next to its machinery: `join`/`scope` (`join.rs`), `par_fold`
+//! (`map/fold.rs`) and `par_chunks_mut` (`map/chunks.rs`).
 //!
 //! # Dropping a pool
 //! Dropping a [`Pool`] marks it as shutting down and wakes every engine. Engines **drain**:
