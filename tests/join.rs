@@ -401,3 +401,83 @@ fn the_pool_can_be_shared_through_an_arc_and_joined_from_many_threads() {
         }
     });
 }
+
+/// A value that counts its drops.
+struct Counted(Arc<AtomicUsize>);
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn the_surviving_sides_results_and_moved_values_are_dropped_once() {
+    for p in WORKERS {
+        within(30, move || {
+            let pool = pool(p);
+            let drops = Arc::new(AtomicUsize::new(0));
+            // `a` returns a value, `b` panics: the value is dropped, once.
+            let (d1, d2) = (drops.clone(), drops.clone());
+            let moved = Counted(drops.clone());
+            let m = panic_message_of(|| {
+                pool.join(
+                    move || Counted(d1),
+                    move || {
+                        let _keep = moved; // dropped while `b` unwinds
+                        panic!("b failed")
+                    },
+                )
+            });
+            assert_eq!(m, "b failed");
+            assert_eq!(drops.swap(0, Ordering::SeqCst), 2, "P={p}");
+            // A scope's result is dropped when a task panics; captured values once each.
+            let captured = Counted(drops.clone());
+            let m = panic_message_of(|| {
+                pool.scope(|s| {
+                    s.spawn(move |_| {
+                        let _c = captured;
+                        panic!("task failed");
+                    });
+                    Counted(d2)
+                })
+            });
+            assert_eq!(m, "task failed");
+            assert_eq!(drops.load(Ordering::SeqCst), 2, "P={p}");
+        });
+    }
+}
+
+#[test]
+fn scopes_and_joins_nest_in_each_other() {
+    for p in WORKERS {
+        within(60, move || {
+            let pool = pool(p);
+            let total = AtomicUsize::new(0);
+            pool.scope(|s| {
+                for i in 0..8usize {
+                    let (pool, total) = (&pool, &total);
+                    s.spawn(move |_| {
+                        let (a, b) = pool.join(
+                            || {
+                                let inner = AtomicUsize::new(0);
+                                pool.scope(|s| {
+                                    for j in 0..4 {
+                                        let inner = &inner;
+                                        s.spawn(move |_| {
+                                            inner.fetch_add(i * j, Ordering::SeqCst);
+                                        });
+                                    }
+                                });
+                                inner.into_inner()
+                            },
+                            || chain(pool, 20),
+                        );
+                        total.fetch_add(a + b, Ordering::SeqCst);
+                    });
+                }
+            });
+            // sum over i of (i * (0 + 1 + 2 + 3) + 20)
+            assert_eq!(total.into_inner(), 6 * 28 + 8 * 20, "P={p}");
+        });
+    }
+}

@@ -97,7 +97,7 @@ pub fn quicksort_parview(pool: &Pool, v: &mut [i64]) {
 // Word count with a fold
 
 /// Words per vocabulary.
-pub const VOCABULARY: u64 = 20_000;
+pub const VOCABULARY: u64 = 2_000;
 
 /// `n` lines of 4 to 15 words drawn (skewed towards small ids) from a vocabulary of
 /// [`VOCABULARY`] words.
