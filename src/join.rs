@@ -8,7 +8,7 @@
 //!   Then it takes `b` back: it pops its own deque (running whatever `a` left above `b`) until
 //!   it finds `b`'s ticket. Whoever *claims* `b` first (one atomic swap) runs it: the caller
 //!   inline, or an engine that stole the ticket. If a thief has it, the caller waits for `b`'s
-//!   latch through [`registry::wait_own`]: it runs its own deque's jobs (at any depth), then
+//!   `done` flag through [`registry::wait_own`]: it runs its own deque's jobs (at any depth), then
 //!   other work as every wait does. The closure and its result stay on the caller's stack; the
 //!   ticket (one small `Arc` per join) holds a pointer to them that only the claimer uses.
 //! * **scope(op)** runs `op` on the caller; each [`Scope::spawn`] boxes its closure and queues
@@ -63,7 +63,7 @@ trait RunOnce: Sync {
 }
 
 // SAFETY: the cells are accessed by one thread at a time: the claimer (exclusive through the
-// ticket's claim swap) while it runs, then the owner after the run is published (by the latch,
+// ticket's claim swap) while it runs, then the owner after the run is published (by `done`,
 // or on its own thread). `B` is moved to and run on the claimer's thread, `RB` moved back: both
 // `Send`.
 unsafe impl<B: Send, RB: Send> Sync for StackJob<B, RB> {}
@@ -80,19 +80,30 @@ impl<B: FnOnce() -> RB + Send, RB: Send> RunOnce for StackJob<B, RB> {
     }
 }
 
+/// Who waits for a join's second half.
+enum Waiter {
+    /// Engine `w` of the pool the ticket was queued on: only that pool's engines can steal
+    /// the ticket, so the thief wakes `w` through its own pool (no reference count to touch
+    /// per join).
+    Sibling(usize),
+    /// Any other thread.
+    Other(Waker),
+}
+
 /// The shared face of a join's second half: queued as a ticket, claimed by exactly one thread.
 struct JoinTicket {
     claimed: AtomicBool,
-    /// Set by a thief after it ran the job; the caller's wait ends on it.
-    latch: Latch,
+    /// Set (Release) by a thief after it ran the job; the caller's wait ends on it.
+    done: AtomicBool,
+    waiter: Waiter,
     /// Lifetime-erased pointer to the caller's [`StackJob`].
     job: *const (dyn RunOnce + 'static),
 }
 
 // SAFETY: `job` points to a `dyn RunOnce`, which is `Sync`; it is dereferenced only by the
 // thread that won `claim`, and the caller does not return (the job stays alive) until that
-// thread has set the latch — or it won the claim itself. The other fields are an atomic and a
-// latch.
+// thread has set `done` — or it won the claim itself. The other fields are atomics and a
+// waker.
 unsafe impl Send for JoinTicket {}
 // SAFETY: as above.
 unsafe impl Sync for JoinTicket {}
@@ -107,9 +118,15 @@ impl JoinTicket {
 impl Participate for JoinTicket {
     fn join(&self, _engine: usize) {
         if self.claim() {
-            // SAFETY: we won the claim, so the caller waits for our latch and the job is alive.
+            // SAFETY: we won the claim, so the caller waits for `done` and the job is alive.
             unsafe { (*self.job).run() };
-            self.latch.set();
+            self.done.store(true, Ordering::Release);
+            // The caller may return as soon as it sees `done`; the ticket itself stays alive
+            // (this job holds an `Arc` of it), and the waker was copied out of nothing it owns.
+            match &self.waiter {
+                Waiter::Sibling(w) => registry::wake_sibling(*w),
+                Waiter::Other(waker) => waker.wake(),
+            }
         }
     }
 
@@ -133,13 +150,18 @@ where
     let erased: *const (dyn RunOnce + '_) = &job;
     // SAFETY: only the lifetime is erased. The pointer is used by the claimer only, and this
     // function does not return (so `job` is not dropped) before the claimer is done: it either
-    // claims the job itself or waits for the thief's latch. Nothing between the push and the
+    // claims the job itself or waits for the thief's `done`. Nothing between the push and the
     // wait can unwind: `a` runs under `catch_unwind`, and jobs run while taking `b` back are
     // contained by the engine's `execute`.
     let erased: *const (dyn RunOnce + 'static) = unsafe { std::mem::transmute(erased) };
+    let waiter = match reg.current_engine() {
+        Some(w) => Waiter::Sibling(w),
+        None => Waiter::Other(Waker::current()),
+    };
     let ticket = Arc::new(JoinTicket {
         claimed: AtomicBool::new(false),
-        latch: Latch::new(Waker::current()),
+        done: AtomicBool::new(false),
+        waiter,
         job: erased,
     });
     let shared: Arc<dyn Participate> = ticket.clone();
@@ -155,7 +177,7 @@ where
         // SAFETY: we won the claim; `job` lives on this stack.
         unsafe { job.run() };
     } else {
-        registry::wait_own(reg, &|| ticket.latch.probe());
+        registry::wait_own(reg, &|| ticket.done.load(Ordering::Acquire));
     }
     drop(found);
     let rb = job

@@ -654,3 +654,12 @@ pub(crate) fn wait_own(reg: &Registry, done: &dyn Fn() -> bool) {
         ctx.run_until(&|| done() || !own.is_empty(), false, None);
     }
 }
+
+/// Wakes engine `w` of the pool the current thread is an engine of (a thief telling the
+/// engine it stole from that its job is done; no reference count is touched). Nothing on
+/// other threads.
+pub(crate) fn wake_sibling(w: usize) {
+    if let Some(ctx) = WorkerCtx::current() {
+        ctx.reg.sleep.notify_one(w);
+    }
+}
