@@ -47,6 +47,21 @@
 //! | `np.random.seed(s)` per task | — | — | [`rng::stream`], [`Pool::par_map_rng`] |
 //! | `sum(dview.gather(...))` | — | `reduction(+:x)` | [`par_sum`], [`par_map_reduce`] (bitwise identical for any worker count) |
 //!
+//! ## Coming from rayon
+//!
+//! | rayon | parview |
+//! |---|---|
+//! | `rayon::join(a, b)` | [`join`]`(a, b)`, [`Pool::join`] |
+//! | `rayon::scope(\|s\| s.spawn(..))` | [`scope`], [`Pool::scope`], [`Scope::spawn`] |
+//! | `v.par_iter().map(f).collect()` | [`par_map`]`(&v, f)`, [`Pool::par_map`] |
+//! | `.fold(id, f).reduce(id, r)` | [`par_fold`]`(input, id, f, r)`, [`LoadBalancedView::fold`] (not bitwise reproducible; [`par_map_reduce`] is) |
+//! | `v.par_chunks_mut(c).enumerate().for_each(f)` | [`par_chunks_mut`]`(&mut v, c, f)`, [`LoadBalancedView::for_each_chunk_mut`] |
+//! | `.with_min_len(c).for_each(f)` | `pool.schedule(`[`Schedule::Dynamic`]`(c)).for_each(input, f)` |
+//! | `ThreadPoolBuilder::new().num_threads(n)` | [`Pool::builder`]`.workers(n)` |
+//! | `iter.par_bridge().map(f)` | [`LoadBalancedView::imap_iter`] (input order) or [`LoadBalancedView::imap_unordered_iter`]: the iterator is read on the calling thread, at most [`max_in_flight`](LoadBalancedView::max_in_flight) items in flight |
+//! | `iter.par_bridge().for_each(f)` | [`LoadBalancedView::for_each_iter`] |
+//! | `any`, `all`, `find_any`, `find_first`, `find_map_any` | [`Pool::par_any`], [`Pool::par_all`], [`Pool::par_find_any`], [`Pool::par_find_first`], or the same names on a [`LoadBalancedView`]; they stop dispatching chunks once answered |
+//!
 //! ## One vocabulary
 //!
 //! * **Pick a schedule on a view, nowhere else.** `Pool`'s methods and the free functions use the
@@ -161,19 +176,6 @@
 //! * Dropping a [`Pool`] lets running *and queued* work finish, then joins the engines. Dropping
 //!   an unfinished [`AsyncResult`] aborts its map.
 //!
-//! ## Coming from rayon
-//!
-//! Streaming input and early exit:
-//! * `iter.par_bridge().map(f)` → [`LoadBalancedView::imap_iter`] (input order) or
-//!   [`LoadBalancedView::imap_unordered_iter`]; `par_bridge().for_each(f)` →
-//!   [`LoadBalancedView::for_each_iter`]. The iterator is read on the calling thread with at
-//!   most [`max_in_flight`](LoadBalancedView::max_in_flight) items in flight.
-//! * `any`, `all`, `find_any`, `find_first`, `find_map_any` → [`Pool::par_any`],
-//!   [`Pool::par_all`], [`Pool::par_find_any`], [`Pool::par_find_first`], or the same names on
-//!   a [`LoadBalancedView`] with a schedule; they stop dispatching chunks once answered.
-//! * `par_iter().for_each(f)` with a schedule → `pool.schedule(s).for_each(..)`
-//!   ([`LoadBalancedView::for_each`]).
-//!
 //! ## Features
 //! * `progress`: [indicatif] progress bars ([`LoadBalancedView::progress`](crate::LoadBalancedView)).
 //! * `mpi`: the `cluster` module — the same maps across ranks of an MPI job (see MPI.md).
@@ -187,6 +189,7 @@ mod async_result;
 #[cfg(feature = "mpi")]
 pub mod cluster;
 mod error;
+mod join;
 mod latch;
 mod map;
 mod pool;
@@ -215,6 +218,9 @@ pub use rand;
 
 pub use async_result::{AsyncResult, Imap, ImapUnordered};
 pub use error::{ItemError, MapError};
+pub use join::{Scope, join, scope};
+pub use map::chunks::par_chunks_mut;
+pub use map::fold::par_fold;
 pub use map::stream::{ImapIter, ImapUnorderedIter};
 pub use map::{IntoMapInput, Timings};
 pub use pool::{

@@ -7,9 +7,9 @@
 //! `try_par_map`, `par_map_into`, `par_for_each`, `scatter_gather`), the reductions
 //! (`par_map_reduce`, `par_reduce`, `par_sum`) and the random streams (`par_map_rng`,
 //! `par_blocks_rng`). Where the work is done elsewhere (`views.rs`, `reduce.rs`, `rng.rs`),
-//! the method here is a thin delegation. Exception: the early-exit forms (`par_any`,
-//! `par_all`, `par_find_any`, `par_find_first`) are defined beside their views' methods in
-//! `map/early.rs`.
+//! the method here is a thin delegation. Exceptions, each next to its machinery: `join`/`scope`
+//! (`join.rs`), `par_fold` (`map/fold.rs`), `par_chunks_mut` (`map/chunks.rs`) and the
+//! early-exit forms `par_any`, `par_all`, `par_find_any`, `par_find_first` (`map/early.rs`).
 //!
 //! # Dropping a pool
 //! Dropping a [`Pool`] marks it as shutting down and wakes every engine. Engines **drain**:

@@ -589,3 +589,77 @@ mod loom_model {
         });
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Waiting for work this thread queued itself (`join`'s second half, a scope's tasks)
+
+/// One more level of nested waiting on the current engine whatever the depth: for a wait that
+/// cannot be refused because its work is already shared (a join or scope waiting for a thief).
+/// Past [`HELP_DEPTH`] such a wait still serves the engine's mailbox and its own deque only.
+pub(crate) fn enter_nested_anyway() -> Nested {
+    let ctx = WorkerCtx::current();
+    if let Some(c) = &ctx {
+        c.depth.set(c.depth.get() + 1);
+    }
+    Nested(ctx)
+}
+
+/// On one of `reg`'s engines: pops the engine's own deque, newest first, until a job for which
+/// `mine` holds (returned, not run), the deque is empty, or `stop()` holds. Jobs popped on the
+/// way were queued after the one sought, by work this engine ran since; they are run here.
+/// `None` at once on any other thread.
+pub(crate) fn take_own(
+    reg: &Registry,
+    mine: &dyn Fn(&Job) -> bool,
+    stop: &dyn Fn() -> bool,
+) -> Option<Job> {
+    let ctx = WorkerCtx::current_in(reg)?;
+    while !stop() {
+        let job = ctx.local.pop()?;
+        if mine(&job) {
+            return Some(job);
+        }
+        ctx.execute(job);
+    }
+    None
+}
+
+/// Waits until `done()` for work the current thread queued on `reg` itself (a join's second
+/// half, a scope's tasks). On one of `reg`'s engines, the jobs of its own deque run first, at
+/// any nesting depth — they may be the very work `done` waits for, and no other engine may be
+/// free to steal them (a one-engine pool) — then it waits one level deeper as [`wait_until`]
+/// does (helping), coming back whenever its own deque gets work again. Elsewhere it is
+/// [`wait_until`]. Whoever makes `done` true must wake a [`Waker::current`] taken on this
+/// thread before the work was queued.
+pub(crate) fn wait_own(reg: &Registry, done: &dyn Fn() -> bool) {
+    let Some(ctx) = WorkerCtx::current_in(reg) else {
+        let _level = enter_nested_anyway();
+        wait_until(done, None, reg.spin);
+        return;
+    };
+    let own = &reg.stealers[ctx.index];
+    loop {
+        while !done() {
+            match ctx.local.pop() {
+                Some(job) => ctx.execute(job),
+                None => break,
+            }
+        }
+        if done() {
+            return;
+        }
+        let _level = enter_nested_anyway();
+        // Only this thread pushes to its own deque, so `!own.is_empty()` cannot become true
+        // while it sleeps: no wake-up is needed for it.
+        ctx.run_until(&|| done() || !own.is_empty(), false, None);
+    }
+}
+
+/// Wakes engine `w` of the pool the current thread is an engine of (a thief telling the
+/// engine it stole from that its job is done; no reference count is touched). Nothing on
+/// other threads.
+pub(crate) fn wake_sibling(w: usize) {
+    if let Some(ctx) = WorkerCtx::current() {
+        ctx.reg.sleep.notify_one(w);
+    }
+}

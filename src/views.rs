@@ -1183,3 +1183,19 @@ impl<S: Send> SlotState for EngineSlots<'_, S> {
         f(guard.as_mut().expect("checked by check_state"))
     }
 }
+
+// Crate-internal access for maps defined next to their machinery (`map/fold.rs`,
+// `map/chunks.rs`).
+impl<'p> LoadBalancedView<'p> {
+    /// The view's pool.
+    pub(crate) fn view_pool(&self) -> &'p Pool {
+        self.pool
+    }
+}
+
+impl<'p> DirectView<'p> {
+    /// The view's pool.
+    pub(crate) fn view_pool(&self) -> &'p Pool {
+        self.pool
+    }
+}

@@ -37,6 +37,8 @@
 //!   [`MapError::TooLarge`](crate::MapError::TooLarge), never an abort.
 
 pub(crate) mod body;
+pub(crate) mod chunks;
+pub(crate) mod fold;
 pub(crate) mod input;
 pub(crate) mod run;
 pub(crate) mod sink;
