@@ -33,11 +33,11 @@
 use crate::latch::Latch;
 use crate::pool::Pool;
 use crate::registry::{self, Job, Participate, Registry, Waker};
+use crate::sync::{AtomicBool, AtomicUsize, Ordering};
 use std::any::Any;
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A panic's payload, kept until it is re-raised.
@@ -639,5 +639,65 @@ mod tests {
         }));
         assert_eq!(r.unwrap_err().downcast_ref::<&str>(), Some(&"task"));
         assert_eq!(count.load(Ordering::SeqCst), 4);
+    }
+}
+
+/// Loom models of the join protocol that ships (`join_cold` → `join_in` on an engine: the claim
+/// swap, taking `b` back from the engine's own deque, a thief's `done` and wake-up, `wait_own`),
+/// through the engine loop and wake protocol of `registry.rs` (see its `loom_model`). A lost
+/// wake-up leaves the waiting thread parked forever, which loom reports as a deadlock; a job
+/// run twice or not at all fails the counts.
+///
+/// Run with `RUSTFLAGS="--cfg loom" cargo test --release --lib loom_model`.
+#[cfg(all(test, loom))]
+mod loom_model {
+    use super::join_cold;
+    use crate::registry::Registry;
+    use crate::sync::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// A join from outside a pool of `n` engines: the caller waits while an engine runs `a`
+    /// and takes `b` back, or another engine steals `b`.
+    fn model(n: usize) {
+        loom::model(move || {
+            let (reg, seeds) = Registry::new(n, Duration::ZERO);
+            let mut threads = Vec::new();
+            for seed in seeds {
+                let reg = reg.clone();
+                threads.push(loom::thread::spawn(move || reg.run_engine(seed)));
+            }
+            let runs = Arc::new(AtomicUsize::new(0));
+            let (ra, rb) = {
+                let (r1, r2) = (runs.clone(), runs.clone());
+                join_cold(
+                    &reg,
+                    move || {
+                        r1.fetch_add(1, Ordering::Relaxed);
+                        1u32
+                    },
+                    move || {
+                        r2.fetch_add(1, Ordering::Relaxed);
+                        2u32
+                    },
+                )
+            };
+            assert_eq!((ra, rb), (1, 2));
+            assert_eq!(runs.load(Ordering::Relaxed), 2);
+            reg.terminate();
+            for t in threads {
+                t.join().unwrap();
+            }
+        });
+    }
+
+    #[test]
+    fn loom_model_join_one_engine() {
+        model(1);
+    }
+
+    #[test]
+    fn loom_model_join_two_engines() {
+        model(2);
     }
 }
