@@ -1,10 +1,10 @@
 //! The one switch between `std` and [loom](https://docs.rs/loom) primitives.
 //!
 //! Everything whose ordering we argue about (the sleep protocol in [`crate::sleep`], the
-//! completion latch, the engine loop in [`crate::registry`] with its deques and mailboxes, `join`'s
-//! claim and completion flags, and
-//! its thread-local engine context) takes its atomics, queues and parker from here, so that building with
-//! `RUSTFLAGS="--cfg loom"` model-checks the same code that ships. Same idea as
+//! completion latch, the engine loop in [`crate::registry`] with its deques and mailboxes and
+//! its thread-local engine context, `join`'s claim and completion flags) takes its atomics,
+//! queues and parker from here, so that building with `RUSTFLAGS="--cfg loom"` model-checks
+//! the same code that ships. Same idea as
 //! crossbeam-utils' `mod primitive` and tokio's `src/loom/mod.rs`.
 
 #[cfg(not(loom))]
