@@ -14,34 +14,16 @@
 mod common;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use parview_demo::text_line as line;
 use rayon::prelude::*;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const LINES: u64 = 1_000_000;
 
-fn line(i: u64) -> String {
-    format!(
-        "{i} record {} status {} lorem ipsum dolor sit amet consectetur {}",
-        i.wrapping_mul(2654435761) % 100_000,
-        if i % 3 == 0 { "ok" } else { "retry" },
-        i % 977
-    )
-}
-
+/// The per-line work ([`parview_demo::line_stats`]) folded to one number.
 fn per_line(l: String) -> u64 {
-    let (mut words, mut sum, mut hash) = (0u64, 0u64, 0xcbf2_9ce4_8422_2325u64);
-    for w in l.split_whitespace() {
-        words += 1;
-        match w.parse::<u64>() {
-            Ok(v) => sum += v,
-            Err(_) => {
-                for b in w.bytes() {
-                    hash = (hash ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-                }
-            }
-        }
-    }
+    let (words, sum, hash) = parview_demo::line_stats(l);
     words.wrapping_add(sum) ^ hash
 }
 

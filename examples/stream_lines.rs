@@ -13,35 +13,9 @@
 //!
 //! Exits with status 1 if a parallel result differs from the serial one.
 
+use parview_demo::{line_stats as per_line, text_line as line};
 use rayon::prelude::*;
 use std::time::{Duration, Instant};
-
-/// Line `i` of the generated input (what a file's lines iterator would give).
-fn line(i: u64) -> String {
-    format!(
-        "{i} record {} status {} lorem ipsum dolor sit amet consectetur {}",
-        i.wrapping_mul(2654435761) % 100_000,
-        if i % 3 == 0 { "ok" } else { "retry" },
-        i % 977
-    )
-}
-
-/// The per-line work: words, the sum of the numeric fields, and an FNV hash of the others.
-fn per_line(l: String) -> (u64, u64, u64) {
-    let (mut words, mut sum, mut hash) = (0u64, 0u64, 0xcbf2_9ce4_8422_2325u64);
-    for w in l.split_whitespace() {
-        words += 1;
-        match w.parse::<u64>() {
-            Ok(v) => sum += v,
-            Err(_) => {
-                for b in w.bytes() {
-                    hash = (hash ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-                }
-            }
-        }
-    }
-    (words, sum, hash)
-}
 
 fn combine(a: (u64, u64, u64), b: (u64, u64, u64)) -> (u64, u64, u64) {
     (a.0 + b.0, a.1.wrapping_add(b.1), a.2 ^ b.2)

@@ -21,6 +21,7 @@
 //! | uneven primes | [`is_prime`] | [`primes_serial`] | count = 32, [`ideal_time`] |
 //! | random matrices | [`avg_random_matrices`] | [`avg_random_matrices_serial`] | mean -> (10/3) I |
 //! | station correlations | [`correlation_row`], [`Standardized::row_into`] | [`correlation_serial`] | symmetric, unit diagonal |
+//! | streamed text lines | [`line_stats`] over [`text_line`] | a fold of [`line_stats`] | equal tuples |
 //!
 //! [`omp`] has OpenMP versions of the same kernels (C, built by `build.rs`), for runs side by
 //! side with parview and rayon in one process.
@@ -950,6 +951,46 @@ pub fn correlation_serial(data: &[Station]) -> Vec<f64> {
         }
     }
     m
+}
+
+/// Line `i` of a generated text input (what a large file's `lines()` would give): a record
+/// number, two numeric fields and words. Allocated anew for every call, as read lines are.
+///
+/// ```
+/// let l = parview_demo::text_line(3);
+/// assert!(l.starts_with("3 record "));
+/// ```
+pub fn text_line(i: u64) -> String {
+    format!(
+        "{i} record {} status {} lorem ipsum dolor sit amet consectetur {}",
+        i.wrapping_mul(2654435761) % 100_000,
+        if i.is_multiple_of(3) { "ok" } else { "retry" },
+        i % 977
+    )
+}
+
+/// The per-line work of the streaming workload: the number of words, the sum of the numeric
+/// fields, and an FNV-1a hash of the other words. Takes the line by value, so the thread that
+/// runs it also frees it.
+///
+/// ```
+/// let (words, sum, _hash) = parview_demo::line_stats("7 apples 5".to_string());
+/// assert_eq!((words, sum), (3, 12));
+/// ```
+pub fn line_stats(l: String) -> (u64, u64, u64) {
+    let (mut words, mut sum, mut hash) = (0u64, 0u64, 0xcbf2_9ce4_8422_2325u64);
+    for w in l.split_whitespace() {
+        words += 1;
+        match w.parse::<u64>() {
+            Ok(v) => sum += v,
+            Err(_) => {
+                for b in w.bytes() {
+                    hash = (hash ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+                }
+            }
+        }
+    }
+    (words, sum, hash)
 }
 
 #[cfg(test)]
