@@ -110,6 +110,24 @@ unsafe impl Send for JoinTicket {}
 unsafe impl Sync for JoinTicket {}
 
 impl JoinTicket {
+    /// A ticket for `job`, with `job`'s lifetime erased.
+    ///
+    /// # Safety
+    /// `job` stays alive (its owner does not return or unwind past it) until the ticket's
+    /// claimer is done with it: the owner either claims the ticket itself or waits for `done`.
+    unsafe fn new(job: &(dyn RunOnce + '_), waiter: Waiter) -> Arc<JoinTicket> {
+        let job: *const (dyn RunOnce + '_) = job;
+        // SAFETY: only the lifetime is erased; the pointer is dereferenced by the claimer only,
+        // while `job` is alive (function contract).
+        let job: *const (dyn RunOnce + 'static) = unsafe { std::mem::transmute(job) };
+        Arc::new(JoinTicket {
+            claimed: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+            waiter,
+            job,
+        })
+    }
+
     /// True for exactly one caller: the thread that runs the job.
     fn claim(&self) -> bool {
         !self.claimed.load(Ordering::Relaxed) && !self.claimed.swap(true, Ordering::AcqRel)
@@ -153,16 +171,9 @@ where
         func: UnsafeCell::new(Some(move || join_in(reg, a, b))),
         result: UnsafeCell::new(None),
     };
-    let erased: *const (dyn RunOnce + '_) = &job;
-    // SAFETY: only the lifetime is erased; the ticket is claimed and run by an engine (this
-    // thread never claims it) and this function waits for its `done` before `job` is dropped.
-    let erased: *const (dyn RunOnce + 'static) = unsafe { std::mem::transmute(erased) };
-    let ticket = Arc::new(JoinTicket {
-        claimed: AtomicBool::new(false),
-        done: AtomicBool::new(false),
-        waiter: Waiter::Other(Waker::current()),
-        job: erased,
-    });
+    // SAFETY: the ticket is claimed and run by an engine (this thread never claims it) and
+    // this function waits for its `done` before `job` is dropped.
+    let ticket = unsafe { JoinTicket::new(&job, Waiter::Other(Waker::current())) };
     let shared: Arc<dyn Participate> = ticket.clone();
     reg.push_shared(std::iter::once(Job::Ticket(shared)));
     registry::wait_own(reg, &|| ticket.done.load(Ordering::Acquire));
@@ -184,23 +195,15 @@ where
         func: UnsafeCell::new(Some(b)),
         result: UnsafeCell::new(None),
     };
-    let erased: *const (dyn RunOnce + '_) = &job;
-    // SAFETY: only the lifetime is erased. The pointer is used by the claimer only, and this
-    // function does not return (so `job` is not dropped) before the claimer is done: it either
-    // claims the job itself or waits for the thief's `done`. Nothing between the push and the
-    // wait can unwind: `a` runs under `catch_unwind`, and jobs run while taking `b` back are
-    // contained by the engine's `execute`.
-    let erased: *const (dyn RunOnce + 'static) = unsafe { std::mem::transmute(erased) };
     let waiter = match reg.current_engine() {
         Some(w) => Waiter::Sibling(w),
         None => Waiter::Other(Waker::current()),
     };
-    let ticket = Arc::new(JoinTicket {
-        claimed: AtomicBool::new(false),
-        done: AtomicBool::new(false),
-        waiter,
-        job: erased,
-    });
+    // SAFETY: this function does not return (so `job` is not dropped) before the claimer is
+    // done: it either claims the job itself or waits for the thief's `done`. Nothing between
+    // the push and the wait can unwind: `a` runs under `catch_unwind`, and jobs run while
+    // taking `b` back are contained by the engine's `execute`.
+    let ticket = unsafe { JoinTicket::new(&job, waiter) };
     let shared: Arc<dyn Participate> = ticket.clone();
     reg.push_shared(std::iter::once(Job::Ticket(shared)));
 
