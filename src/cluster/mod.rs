@@ -827,18 +827,27 @@ impl Cluster {
         buf
     }
 
+    /// On the root, the root's side of a gather's first step: every rank's item count, the
+    /// displacements they give, and the total (which must fit an MPI count). Every other rank
+    /// sends its `count` with `gather_into`.
+    fn gather_counts(&self, count: Count) -> (Vec<Count>, Vec<Count>, usize) {
+        let mut counts = vec![0 as Count; self.size];
+        self.root().gather_into_root(&count, &mut counts[..]);
+        let mut displs = Vec::with_capacity(self.size);
+        let mut total = 0usize;
+        for &c in &counts {
+            displs.push(to_count(total));
+            total += usize::try_from(c).expect("non-negative count");
+        }
+        to_count(total);
+        (counts, displs, total)
+    }
+
     /// Every rank's bytes, on the root, in rank order (`None` elsewhere). Collective.
     fn gather_bytes(&self, mine: &[u8]) -> Option<Vec<Vec<u8>>> {
         let count = to_count(mine.len());
         if self.is_root() {
-            let mut counts = vec![0 as Count; self.size];
-            self.root().gather_into_root(&count, &mut counts[..]);
-            let mut displs = Vec::with_capacity(self.size);
-            let mut total = 0usize;
-            for &c in &counts {
-                displs.push(to_count(total));
-                total += usize::try_from(c).expect("non-negative count");
-            }
+            let (counts, displs, total) = self.gather_counts(count);
             let all = self.gather_known(mine, &counts, &displs, total);
             Some(
                 counts
@@ -926,15 +935,7 @@ impl Cluster {
     {
         let count = to_count(local.len());
         if self.is_root() {
-            let mut counts = vec![0 as Count; self.size];
-            self.root().gather_into_root(&count, &mut counts[..]);
-            let mut displs = Vec::with_capacity(self.size);
-            let mut total = 0usize;
-            for &c in &counts {
-                displs.push(to_count(total));
-                total += usize::try_from(c).expect("non-negative count");
-            }
-            to_count(total);
+            let (counts, displs, total) = self.gather_counts(count);
             Some(self.gather_known(local, &counts, &displs, total))
         } else {
             self.root().gather_into(&count);
