@@ -15,7 +15,7 @@
 //!   value; a panicking `Drop` among them is reported on stderr and cannot harm an engine.
 //! * Waiting never blocks an engine: see [`AsyncResult::wait`].
 
-use crate::error::{ItemError, MapError};
+use crate::error::{ItemError, MapError, Partial};
 use crate::latch::Signal;
 use crate::map::Tracker;
 use crate::map::run::AsyncCore;
@@ -252,6 +252,54 @@ impl<T> AsyncResult<T> {
     /// ```
     pub fn timeline(&self) -> Option<Timeline> {
         self.core.timeline()
+    }
+}
+
+impl<R: Send + 'static> AsyncResult<Vec<R>> {
+    /// Waits (as [`wait`](Self::wait)), then returns the results, or — when the map failed or
+    /// was [aborted](Self::abort) — what finished: a [`Partial`] with `Some(result)` for every
+    /// item that produced its value and the error [`get`](Self::get) would have returned.
+    ///
+    /// Recipe "abort, fix, resume": keep `results` and rerun only the `None` slots, or run the
+    /// map with a [checkpoint](crate::LoadBalancedView::checkpoint) so that a rerun skips what
+    /// finished by itself.
+    ///
+    /// # Panics
+    /// As [`wait`](Self::wait), on an engine nested too deep.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get), inside a [`Partial`]; its `results` is empty only when nothing
+    /// ran ([`MapError::TooLarge`], [`MapError::Schedule`]).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use parview::{MapError, Pool, Schedule};
+    /// let pool = Pool::builder().workers(2).build().unwrap();
+    /// let lb = pool.load_balanced().schedule(Schedule::Dynamic(1));
+    /// let ar = lb.map_async(0..40u64, |i| { std::thread::sleep(Duration::from_millis(5)); i * i });
+    /// std::thread::sleep(Duration::from_millis(20));
+    /// ar.abort();
+    /// match ar.get_partial() {
+    ///     Ok(all) => assert_eq!(all.len(), 40), // it was faster than the abort
+    ///     Err(p) => {
+    ///         assert!(matches!(p.error, MapError::Aborted { total: 40, .. }));
+    ///         for (i, r) in p.results.iter().enumerate() {
+    ///             if let Some(v) = r { assert_eq!(*v, (i * i) as u64); }
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn get_partial(self) -> Result<Vec<R>, Partial<R>> {
+        let core = self.core.clone();
+        self.get().map_err(|error| Partial {
+            results: core
+                .take_partial()
+                .and_then(|b| b.downcast::<Vec<Option<R>>>().ok())
+                .map(|b| *b)
+                .unwrap_or_default(),
+            error,
+        })
     }
 }
 

@@ -81,3 +81,47 @@ pub struct ItemError {
     /// Its panic message.
     pub message: String,
 }
+
+/// A map that did not finish, with what did: `results[i]` is `Some` for every item that
+/// produced its value before the map failed or was aborted, `None` for the others (the item
+/// that failed or panicked, the rest of a chunk cut short, items never started).
+///
+/// Returned by [`LoadBalancedView::try_map_partial`](crate::LoadBalancedView::try_map_partial)
+/// and [`AsyncResult::get_partial`](crate::AsyncResult::get_partial). `results` is empty (not
+/// `total` long) only when nothing ran: [`MapError::TooLarge`], [`MapError::Schedule`], or when
+/// the `Option` vector itself could not be allocated (the finished results were then dropped).
+///
+/// # Examples
+/// ```
+/// use parview::{MapError, Pool, Schedule};
+/// let pool = Pool::builder().workers(2).build().unwrap();
+/// let lb = pool.load_balanced().schedule(Schedule::Dynamic(1));
+/// let p = lb.try_map_partial(0..4u32, |i| if i == 2 { Err("two") } else { Ok(i * 10) }).unwrap_err();
+/// assert!(matches!(p.error, MapError::Failed { index: 2, .. }));
+/// assert_eq!(p.results[2], None);
+/// assert!(p.done() <= 3);
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Partial<R, E = Infallible> {
+    /// One slot per item: `Some(result)` for each finished item.
+    pub results: Vec<Option<R>>,
+    /// Why the map stopped.
+    pub error: MapError<E>,
+}
+
+impl<R, E> Partial<R, E> {
+    /// How many results were kept.
+    ///
+    /// # Examples
+    /// ```
+    /// let p: parview::Partial<u8> = parview::Partial {
+    ///     results: vec![Some(1), None],
+    ///     error: parview::MapError::Aborted { done: 1, total: 2 },
+    /// };
+    /// assert_eq!(p.done(), 1);
+    /// ```
+    pub fn done(&self) -> usize {
+        self.results.iter().filter(|r| r.is_some()).count()
+    }
+}

@@ -217,7 +217,7 @@ mod views;
 pub use rand;
 
 pub use async_result::{AsyncResult, Imap, ImapUnordered};
-pub use error::{ItemError, MapError};
+pub use error::{ItemError, MapError, Partial};
 pub use join::{Scope, join, scope};
 pub use map::chunks::par_chunks_mut;
 pub use map::fold::par_fold;

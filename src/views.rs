@@ -14,7 +14,7 @@
 //!   `gather` read them from the caller between calls).
 
 use crate::async_result::{AsyncResult, Imap, ImapUnordered};
-use crate::error::{ItemError, MapError};
+use crate::error::{ItemError, MapError, Partial};
 use crate::map::body::{NoState, SlotState};
 use crate::map::run::{Refused, ResultSink, ResultsOut, VecOut};
 use crate::map::sink::{VecSink, collect};
@@ -724,6 +724,45 @@ impl<'p> LoadBalancedView<'p> {
         E: Send,
     {
         self.pool.sched_try_map(self.schedule, input, f)
+    }
+
+    /// [`try_map`](Self::try_map) that hands back what finished when the map fails: a
+    /// [`Partial`] with `Some(result)` for every item that produced its value. Panics are caught
+    /// per item as in `try_map` (every other item still runs); after an `Err` no new chunk
+    /// starts, so later items are `None`.
+    ///
+    /// # Errors
+    /// As [`try_map`](Self::try_map), inside a [`Partial`].
+    ///
+    /// # Examples
+    /// ```
+    /// use parview::{MapError, Pool};
+    /// let pool = Pool::builder().workers(2).build().unwrap();
+    /// let p = pool.load_balanced().try_map_partial(&[1, 0, 4], |&x| Ok::<_, ()>(8 / x)).unwrap_err();
+    /// assert!(matches!(p.error, MapError::Panicked { index: 1, .. }));
+    /// assert_eq!(p.results, vec![Some(8), None, Some(2)]);
+    /// ```
+    pub fn try_map_partial<I, R, E, F>(&self, input: I, f: F) -> Result<Vec<R>, Partial<R, E>>
+    where
+        I: IntoMapInput,
+        F: Fn(I::Item) -> Result<R, E> + Sync,
+        R: Send,
+        E: Send,
+    {
+        let input = input.into_map_input();
+        if let Err(e) = self.schedule.validate() {
+            crate::map::run::release_all(&input);
+            return Err(Partial {
+                results: Vec::new(),
+                error: e.into(),
+            });
+        }
+        crate::map::run::map_vec_partial(
+            &self.pool.reg,
+            &Spec::shared(self.schedule),
+            input,
+            |_: &mut (), x| f(x),
+        )
     }
 
     /// Writes `f(item i)` into `out[i]` with the view's schedule (as [`Pool::par_map_into`]).

@@ -3,7 +3,7 @@
 
 use super::body::{Body, NoState, Report, SlotState, Work};
 use super::input::MapInput;
-use super::sink::{Sink, Stream, StreamSink, VecSink, alloc_output, collect};
+use super::sink::{Sink, Stream, StreamSink, VecSink, alloc_output, collect, collect_partial};
 use super::track::Tracker;
 use crate::error::{ItemError, MapError};
 use crate::latch::{Gate, Latch, Signal};
@@ -152,6 +152,37 @@ where
     unsafe { collect(out, n, rep) }
 }
 
+/// [`map_vec`] that hands back what finished when the map fails or is stopped
+/// ([`Partial`](crate::Partial)).
+pub(crate) fn map_vec_partial<In, F, R, E>(
+    reg: &Registry,
+    spec: &Spec<'_>,
+    input: In,
+    f: F,
+) -> Result<Vec<R>, crate::error::Partial<R, E>>
+where
+    In: MapInput,
+    F: Fn(&mut (), In::Item) -> Result<R, E> + Sync,
+    R: Send,
+    E: Send,
+{
+    let n = input.len();
+    let mut out = match alloc_output::<R, E>(n) {
+        Ok(v) => v,
+        Err(error) => {
+            release_all(&input);
+            return Err(crate::error::Partial {
+                results: Vec::new(),
+                error,
+            });
+        }
+    };
+    let rep = run(reg, spec, input, NoState, f, VecSink(out.as_mut_ptr()));
+    // SAFETY: `run` returned, so every participant has left; the VecSink wrote exactly the
+    // slots the report does not list as holes.
+    unsafe { collect_partial(out, n, rep) }
+}
+
 /// How long the caller of an adaptive map works alone before it offers work to engines:
 /// about the cost of sharing (a few cache-line transfers and an engine's reaction time).
 pub(crate) const INLINE_BUDGET: Duration = Duration::from_micros(1);
@@ -291,6 +322,10 @@ pub(crate) trait AsyncOutput: Send + Sync + Sized + 'static {
     /// Drops a result nobody took, value by value (a panicking `Drop` is reported, the rest are
     /// still dropped).
     fn drop_value(v: Self::T);
+    /// What finished of a failed map (a `Vec<Option<R>>`), once; `None` where not kept.
+    fn take_partial(&self) -> Option<Box<dyn std::any::Any + Send>> {
+        None
+    }
 }
 
 /// Drops the items of a vector one by one, reporting panicking `Drop`s.
@@ -306,15 +341,40 @@ fn drop_vec<T>(mut v: Vec<T>) {
     }
 }
 
-/// Results in a `Vec<R>`, in input order.
-pub(crate) struct VecOut<R>(Mutex<Vec<R>>);
+/// Results in a `Vec<R>`, in input order; a failed map keeps what finished
+/// ([`AsyncResult::get_partial`](crate::AsyncResult::get_partial)).
+pub(crate) struct VecOut<R> {
+    out: Mutex<Vec<R>>,
+    partial: Mutex<Option<Vec<Option<R>>>>,
+}
 
 impl<R: Send + 'static> VecOut<R> {
     /// The output of `n` results and its sink; an error if it cannot be allocated.
     pub(crate) fn new(n: usize) -> Result<(Self, VecSink<R>), MapError> {
         let mut v = alloc_output(n)?;
         let sink = VecSink(v.as_mut_ptr());
-        Ok((VecOut(Mutex::new(v)), sink))
+        Ok((
+            VecOut {
+                out: Mutex::new(v),
+                partial: Mutex::new(None),
+            },
+            sink,
+        ))
+    }
+}
+
+impl<R> Drop for VecOut<R> {
+    fn drop(&mut self) {
+        // Results kept for `get_partial` that nobody took: dropped one by one, so a panicking
+        // `Drop` is reported instead of unwinding through whichever thread drops the map.
+        if let Some(p) = self
+            .partial
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            drop_vec(p);
+        }
     }
 }
 
@@ -323,13 +383,27 @@ impl<R: Send + 'static> AsyncOutput for VecOut<R> {
     type Sink = VecSink<R>;
     type T = Vec<R>;
     fn finish(&self, rep: Report<Infallible>, n: usize) -> Result<Vec<R>, MapError> {
-        let v = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        let v = std::mem::take(&mut *self.out.lock().unwrap_or_else(|e| e.into_inner()));
         // SAFETY: called once, by the last participant, after the gate closed; the sink wrote
         // exactly the slots outside the report's holes.
-        unsafe { collect(v, n, rep) }
+        match unsafe { collect_partial(v, n, rep) } {
+            Ok(v) => Ok(v),
+            Err(p) => {
+                *self.partial.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.results);
+                Err(p.error)
+            }
+        }
     }
     fn drop_value(v: Vec<R>) {
         drop_vec(v);
+    }
+    fn take_partial(&self) -> Option<Box<dyn std::any::Any + Send>> {
+        let p = self
+            .partial
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        Some(Box::new(p))
     }
 }
 
@@ -349,7 +423,9 @@ impl<R: Send + 'static> AsyncOutput for ResultsOut<R> {
     type Sink = ResultSink<R>;
     type T = Vec<Result<R, ItemError>>;
     fn finish(&self, rep: Report<Infallible>, n: usize) -> Result<Self::T, MapError> {
-        self.0.finish(rep, n)
+        let v = std::mem::take(&mut *self.0.out.lock().unwrap_or_else(|e| e.into_inner()));
+        // SAFETY: as for `VecOut::finish`.
+        unsafe { collect(v, n, rep) }
     }
     fn drop_value(v: Self::T) {
         drop_vec(v);
@@ -412,6 +488,10 @@ pub(crate) trait AsyncCore<T>: Send + Sync {
     fn help(&self);
     /// The pool's spin window, for waiting.
     fn spin(&self) -> Duration;
+    /// What finished of a failed map, once (see [`AsyncOutput::take_partial`]).
+    fn take_partial(&self) -> Option<Box<dyn std::any::Any + Send>> {
+        None
+    }
 }
 
 impl<In, F, S, R, O> AsyncMap<In, F, O, S, R>
@@ -518,6 +598,9 @@ where
     }
     fn spin(&self) -> Duration {
         self.spin
+    }
+    fn take_partial(&self) -> Option<Box<dyn std::any::Any + Send>> {
+        self.out.take_partial()
     }
 }
 

@@ -240,3 +240,49 @@ pub(crate) unsafe fn collect<R, E>(
     let done = rep.done(n);
     Err(rep.error(n).unwrap_or(MapError::Aborted { done, total: n }))
 }
+
+/// [`collect`] that keeps what finished: on failure the written slots are moved into a
+/// `Vec<Option<R>>` (`None` for the holes) handed back with the error. If that vector cannot be
+/// allocated, the written results are dropped as [`collect`] does and `results` is empty.
+///
+/// # Safety
+/// As [`collect`].
+pub(crate) unsafe fn collect_partial<R, E>(
+    mut out: Vec<R>,
+    n: usize,
+    mut rep: Report<E>,
+) -> Result<Vec<R>, crate::error::Partial<R, E>> {
+    if rep.holes.is_empty() && rep.error.is_none() && rep.panic.is_none() {
+        // SAFETY: no holes: every slot of 0..n was written exactly once (caller contract).
+        unsafe { out.set_len(n) };
+        return Ok(out);
+    }
+    let mut holes = std::mem::take(&mut rep.holes);
+    let mut results: Vec<Option<R>> = Vec::new();
+    if results.try_reserve_exact(n).is_err() {
+        // SAFETY: as in `collect`: the written slots are dropped here, once.
+        unsafe { drop_written(out.as_mut_ptr(), n, &mut holes, &mut rep) };
+    } else {
+        holes.sort_by_key(|r| r.start);
+        let base = out.as_mut_ptr();
+        let mut at = 0;
+        for h in holes.iter().chain(std::iter::once(&(n..n))) {
+            while at < h.start {
+                // SAFETY: `at` lies between holes, so slot `at` was written (caller contract);
+                // it is moved out exactly once (`at` only grows) and `out` keeps length 0, so
+                // dropping it frees only the buffer. Pushing into reserved capacity cannot
+                // panic, so no slot is left half-moved.
+                results.push(Some(unsafe { base.add(at).read() }));
+                at += 1;
+            }
+            while at < h.end {
+                results.push(None);
+                at += 1;
+            }
+        }
+    }
+    rep.holes = holes;
+    let done = rep.done(n);
+    let error = rep.error(n).unwrap_or(MapError::Aborted { done, total: n });
+    Err(crate::error::Partial { results, error })
+}
