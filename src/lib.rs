@@ -219,6 +219,7 @@ pub use rand;
 pub use async_result::{AsyncResult, Imap, ImapUnordered};
 pub use error::{ItemError, MapError, Partial};
 pub use join::{Scope, join, scope};
+pub use map::checkpoint::{Checkpoint, CheckpointError};
 pub use map::chunks::par_chunks_mut;
 pub use map::fold::par_fold;
 pub use map::stream::{ImapIter, ImapUnorderedIter};

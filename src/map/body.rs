@@ -342,6 +342,9 @@ where
                     t0 = Some(Instant::now());
                 }
                 let items = self.run_chunk(r.clone(), st);
+                if !self.sink.chunk_done(r.clone()) {
+                    self.disp.stop();
+                }
                 let Some(start) = t0 else { continue };
                 if !wanted() {
                     t0 = None;
@@ -389,6 +392,9 @@ where
         let items = self
             .state
             .with(Some(slot), |st| self.run_chunk(r.clone(), st));
+        if !self.sink.chunk_done(r.clone()) {
+            self.disp.stop();
+        }
         if let Some(t) = &self.tracker {
             let mut local = Vec::new();
             t.chunk(lane, r, t0, Instant::now(), items, false, &mut local);

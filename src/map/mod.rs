@@ -37,6 +37,7 @@
 //!   [`MapError::TooLarge`](crate::MapError::TooLarge), never an abort.
 
 pub(crate) mod body;
+pub(crate) mod checkpoint;
 pub(crate) mod chunks;
 pub(crate) mod fold;
 pub(crate) mod input;

@@ -24,6 +24,13 @@ pub(crate) trait Sink<R>: Sync {
     fn absorb(&self, _i: usize, e: ItemError) -> Result<(), ItemError> {
         Err(e)
     }
+    /// The chunk completion point: the participant that ran chunk `r` (its `put`s, some slots
+    /// maybe holes) is done with it. False stops the map (no new chunk starts), e.g. when a
+    /// checkpoint log cannot be written. Called on the thread that ran the chunk.
+    #[inline]
+    fn chunk_done(&self, _r: Range<usize>) -> bool {
+        true
+    }
 }
 
 /// The spare capacity of a `Vec<R>` (uninitialised until written).
