@@ -222,6 +222,7 @@ pub use join::{Scope, join, scope};
 pub use map::checkpoint::{Checkpoint, CheckpointError};
 pub use map::chunks::par_chunks_mut;
 pub use map::fold::par_fold;
+pub use map::retry::Retries;
 pub use map::stream::{ImapIter, ImapUnorderedIter};
 pub use map::{IntoMapInput, Timings};
 pub use pool::{

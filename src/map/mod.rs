@@ -41,6 +41,7 @@ pub(crate) mod checkpoint;
 pub(crate) mod chunks;
 pub(crate) mod fold;
 pub(crate) mod input;
+pub(crate) mod retry;
 pub(crate) mod run;
 pub(crate) mod sink;
 pub(crate) mod track;

@@ -69,6 +69,11 @@ impl Tracker {
         self.finished.load(Ordering::Acquire)
     }
 
+    /// `t` measured from the map's start (the origin of its timeline).
+    pub(crate) fn since_start(&self, t: Instant) -> Duration {
+        t.saturating_duration_since(self.origin)
+    }
+
     #[inline]
     fn ns(&self, t: Instant) -> u64 {
         t.saturating_duration_since(self.origin).as_nanos() as u64

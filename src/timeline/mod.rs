@@ -100,7 +100,7 @@ mod model;
 mod svg;
 mod trace;
 
-pub use model::{ChunkRecord, Lane, Timeline};
+pub use model::{Attempt, ChunkRecord, Lane, Timeline};
 
 /// Duration in milliseconds.
 fn millis(d: Duration) -> f64 {

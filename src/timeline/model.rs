@@ -136,6 +136,42 @@ pub struct Timeline {
     engines: usize,
     wall: Duration,
     records: Vec<ChunkRecord>,
+    attempts: Vec<Attempt>,
+}
+
+/// One failed attempt of an item that a map with
+/// [`retries`](crate::LoadBalancedView::retries) ran again: which item, which attempt
+/// (0 is the first run), who ran it, when, and its panic message. The attempt that finally
+/// succeeded (or the last one, whose panic the map reports) is part of its chunk's
+/// [`ChunkRecord`].
+///
+/// ```
+/// let pool = parview::Pool::builder().workers(2).build().unwrap();
+/// let tries = std::sync::atomic::AtomicUsize::new(0);
+/// let (v, tl) = pool.load_balanced().retries(2).map_timed(0..3u32, |i| {
+///     if i == 1 && tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 2 { panic!("flaky"); }
+///     i
+/// });
+/// assert_eq!(v, vec![0, 1, 2]);
+/// assert_eq!(tl.attempts().len(), 2);
+/// assert_eq!((tl.attempts()[0].index, tl.attempts()[0].attempt), (1, 0));
+/// assert!(tl.attempts()[1].message.contains("flaky"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Attempt {
+    /// The item's index.
+    pub index: usize,
+    /// Which attempt failed (0: the first run).
+    pub attempt: usize,
+    /// Who ran it.
+    pub lane: Lane,
+    /// When it began, measured from the map's start.
+    pub began: Duration,
+    /// When it panicked, measured from the map's start.
+    pub ended: Duration,
+    /// Its panic message.
+    pub message: String,
 }
 
 impl Timeline {
@@ -181,7 +217,27 @@ impl Timeline {
             engines,
             wall,
             records,
+            attempts: Vec::new(),
         }
+    }
+
+    /// With the failed attempts of retried items, sorted by begin time.
+    pub(crate) fn with_attempts(mut self, mut attempts: Vec<Attempt>) -> Self {
+        attempts.sort_by(|a, b| a.began.cmp(&b.began).then(a.index.cmp(&b.index)));
+        self.attempts = attempts;
+        self
+    }
+
+    /// The failed attempts of items that were run again
+    /// ([`LoadBalancedView::retries`](crate::LoadBalancedView::retries)); empty otherwise.
+    ///
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let (_, tl) = pool.load_balanced().map_timed(0..10u32, |i| i);
+    /// assert!(tl.attempts().is_empty());
+    /// ```
+    pub fn attempts(&self) -> &[Attempt] {
+        &self.attempts
     }
 
     /// The map's label.
