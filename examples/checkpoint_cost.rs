@@ -1,0 +1,226 @@
+//! What checkpointing costs: the same map with and without a checkpoint log, ratios taken in
+//! one run (medians of interleaved repetitions), and the time to resume from a 1M-item log.
+//!
+//! ```text
+//! cargo run --release --example checkpoint_cost            # ~10-20 s on 2 cores
+//! PARVIEW_CKPT_DIR=/some/disk cargo run --release --example checkpoint_cost
+//! ```
+//!
+//! Logs go to `PARVIEW_CKPT_DIR` (default: the system temp dir) and are removed afterwards.
+//! Workloads: 100k 5x5 inversions and the 64 uneven primes of `parview_demo` (adaptive
+//! schedule, default sync policy: fsync at most every second and at the end), a trivial map
+//! with fixed chunks to get the cost per record, and a rerun over a complete 1M-item log.
+
+use parview::{Pool, Schedule};
+use parview_demo as demo;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn time<T>(f: impl FnOnce() -> T) -> (Duration, T) {
+    let t = Instant::now();
+    let r = f();
+    (t.elapsed(), r)
+}
+
+/// Median times of `plain` and `checkpointed` (a fresh log each time), interleaved.
+fn compare<T: PartialEq + std::fmt::Debug>(
+    reps: usize,
+    log: &Path,
+    mut plain: impl FnMut() -> T,
+    mut checkpointed: impl FnMut(&Path) -> T,
+) -> (Duration, Duration) {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let (t, x) = time(&mut plain);
+        a.push(t);
+        let _ = std::fs::remove_file(log);
+        let (t, y) = time(|| checkpointed(log));
+        b.push(t);
+        assert_eq!(x, y, "checkpointed result differs");
+    }
+    let _ = std::fs::remove_file(log);
+    (median(a), median(b))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() {
+    let dir: PathBuf = std::env::var_os("PARVIEW_CKPT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let log = dir.join(format!(
+        "parview-checkpoint-cost-{}.ckpt",
+        std::process::id()
+    ));
+    let pool = Pool::builder().build().expect("pool");
+    let lb = pool.load_balanced();
+    println!(
+        "checkpoint cost on {} engines, logs in {}",
+        pool.workers(),
+        dir.display()
+    );
+
+    // 100k 5x5 inversions.
+    let mats = demo::inv_inputs(demo::INV_N);
+    let inv = |a: &demo::Mat5| {
+        let mut o = [[0.0; 5]; 5];
+        demo::invert5_into(a, &mut o);
+        o
+    };
+    let (p, c) = compare(
+        9,
+        &log,
+        || lb.map(&mats, inv),
+        |l| {
+            lb.checkpoint(l)
+                .map(&mats, inv)
+                .expect("checkpointed inversions")
+        },
+    );
+    println!(
+        "inv 100k (adaptive): plain {:.2} ms, checkpointed {:.2} ms, ratio {:.3} ({:+.1}%)",
+        ms(p),
+        ms(c),
+        c.as_secs_f64() / p.as_secs_f64(),
+        (c.as_secs_f64() / p.as_secs_f64() - 1.0) * 100.0
+    );
+    // The same without any fsync (records still written per chunk), and the parts: the input
+    // fingerprint plus reading a complete log (a rerun that computes nothing).
+    let (p, c) = compare(
+        9,
+        &log,
+        || lb.map(&mats, inv),
+        |l| {
+            lb.checkpoint(l)
+                .sync_every(Duration::MAX)
+                .map(&mats, inv)
+                .expect("checkpointed inversions")
+        },
+    );
+    println!(
+        "inv 100k, no fsync: plain {:.2} ms, checkpointed {:.2} ms, ratio {:.3} ({:+.1}%)",
+        ms(p),
+        ms(c),
+        c.as_secs_f64() / p.as_secs_f64(),
+        (c.as_secs_f64() / p.as_secs_f64() - 1.0) * 100.0
+    );
+    let _ = lb.checkpoint(&log).map(&mats, inv).expect("full log");
+    let size = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    let reread = median(
+        (0..5)
+            .map(|_| {
+                time(|| {
+                    lb.checkpoint(&log)
+                        .map(&mats, |_| -> demo::Mat5 { unreachable!() })
+                        .expect("reread")
+                })
+                .0
+            })
+            .collect(),
+    );
+    let _ = std::fs::remove_file(&log);
+    let empty: Vec<demo::Mat5> = Vec::new();
+    let fp_only = median(
+        (0..5)
+            .map(|_| {
+                // Fingerprint only: a log written for 0 items refuses this map (wrong
+                // length) right after hashing its input.
+                let _ = std::fs::remove_file(&log);
+                let _ = lb.checkpoint(&log).map(&empty, inv);
+                time(|| lb.checkpoint(&log).map(&mats, inv).err()).0
+            })
+            .collect(),
+    );
+    let _ = std::fs::remove_file(&log);
+    println!(
+        "inv 100k parts: log {:.1} MB; fingerprint + refusal {:.2} ms; rerun from the complete log {:.2} ms",
+        size as f64 / 1e6,
+        ms(fp_only),
+        ms(reread)
+    );
+
+    // 64 uneven primes.
+    let nums = demo::primes_inputs();
+    let (p, c) = compare(
+        5,
+        &log,
+        || lb.map(&nums, |&n| demo::is_prime(n)),
+        |l| {
+            lb.checkpoint(l)
+                .map(&nums, |&n| demo::is_prime(n))
+                .expect("checkpointed primes")
+        },
+    );
+    println!(
+        "primes 64 (adaptive): plain {:.2} ms, checkpointed {:.2} ms, ratio {:.3} ({:+.1}%)",
+        ms(p),
+        ms(c),
+        c.as_secs_f64() / p.as_secs_f64(),
+        (c.as_secs_f64() / p.as_secs_f64() - 1.0) * 100.0
+    );
+
+    // Cost per record: a cheap map over 100k u64 with chunks of 100 (1,000 records).
+    let xs: Vec<u64> = (0..100_000).collect();
+    let chunk = 100;
+    let records = xs.len() / chunk;
+    let cheap = |x: &u64| x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let lbc = pool.schedule(Schedule::Dynamic(chunk));
+    for (name, every) in [
+        ("fsync <= 1/s", Duration::from_secs(1)),
+        ("fsync per chunk", Duration::ZERO),
+    ] {
+        let (p, c) = compare(
+            5,
+            &log,
+            || lbc.map(&xs, cheap),
+            |l| {
+                lbc.checkpoint(l)
+                    .sync_every(every)
+                    .map(&xs, cheap)
+                    .expect("checkpointed cheap map")
+            },
+        );
+        println!(
+            "per record ({name}): {records} records of {chunk} u64: plain {:.2} ms, checkpointed {:.2} ms, {:.1} us per record",
+            ms(p),
+            ms(c),
+            (c.saturating_sub(p)).as_secs_f64() * 1e6 / records as f64
+        );
+    }
+
+    // Resume from a complete 1M-item log: every result is read back, nothing runs.
+    let big: Vec<u64> = (0..1_000_000).collect();
+    let _ = std::fs::remove_file(&log);
+    let (t_write, full) = time(|| {
+        lb.checkpoint(&log)
+            .map(&big, |x| x ^ 0xABCD)
+            .expect("1M log")
+    });
+    let size = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    let mut resumes = Vec::new();
+    for _ in 0..3 {
+        let (t, v) = time(|| {
+            lb.checkpoint(&log)
+                .map(&big, |_| -> u64 { unreachable!("all in the log") })
+                .expect("resume 1M")
+        });
+        assert_eq!(v, full);
+        resumes.push(t);
+    }
+    let (t_plain, _) = time(|| lb.map(&big, |x| x ^ 0xABCD));
+    println!(
+        "resume 1M u64 (log {:.1} MB, written in {:.1} ms; plain map {:.2} ms): {:.1} ms",
+        size as f64 / 1e6,
+        ms(t_write),
+        ms(t_plain),
+        ms(median(resumes))
+    );
+    let _ = std::fs::remove_file(&log);
+}
