@@ -44,6 +44,8 @@
 //! | `ar.abort()` | `Future.cancel()` | `#pragma omp cancel` | [`AsyncResult::abort`] |
 //! | `ar.wall_time`, `ar.serial_time` | — | — | [`AsyncResult::wall_time`], [`AsyncResult::serial_time`], [`timeline::Timeline`] |
 //! | `return_exceptions=True` | — | — | [`LoadBalancedView::return_exceptions`] |
+//! | `view.retries = n` | Ray's `max_retries` | — | [`LoadBalancedView::retries`] (failed attempts in [`timeline::Timeline::attempts`]) |
+//! | finished results of an aborted map | joblib `Memory`, luigi | — | [`AsyncResult::get_partial`], [`LoadBalancedView::try_map_partial`] ([`Partial`]); [`LoadBalancedView::checkpoint`]: a log on disk, and a rerun resumes from it |
 //! | `np.random.seed(s)` per task | — | — | [`rng::stream`], [`Pool::par_map_rng`] |
 //! | `sum(dview.gather(...))` | — | `reduction(+:x)` | [`par_sum`], [`par_map_reduce`] (bitwise identical for any worker count) |
 //!

@@ -21,7 +21,9 @@
 //! whose checksum fails, is a *torn tail*: it is cut off and the map goes on from there. A bad
 //! record with data after it, a record that does not decode, an index out of range or written
 //! twice is [`CheckpointError::Corrupt`]; a header for another input, length or type is refused
-//! with its own error — a log is never merged into a map it was not written for.
+//! with its own error — a log is never merged into a map it was not written for. (A damaged
+//! *length* field that points past the end of the file cannot be told from a torn tail: the log
+//! is cut there and the results after it are computed again — lost work, never a wrong result.)
 //!
 //! # Pipeline
 //! The map runs through the one pipeline ([`super::run::run`]) over the items *not* in the log
@@ -158,8 +160,10 @@ pub enum CheckpointError<E = Infallible> {
 /// may be refused after a compiler upgrade renames a type.
 ///
 /// # Examples
-/// Recipe "abort, fix, resume": a long map stops on a bad item; the results that finished are
-/// kept in the log, the bug is fixed, and the rerun computes only what is missing.
+/// Recipe "abort, fix, resume": a long map stops — here on a bad item (an `Err` stops it; a
+/// panic lets the other items finish first), just as well by Ctrl-C, a kill or a lost node;
+/// the results that finished are in the log, the bug is fixed, and the rerun computes only what
+/// is missing, with any pool size and schedule.
 /// ```
 /// use parview::{CheckpointError, MapError, Pool, Schedule};
 /// use std::sync::atomic::{AtomicUsize, Ordering};
@@ -811,5 +815,71 @@ impl<R: Serialize + Send, E: Send> Sink<R> for LogSink<'_, R, E> {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Small enough for Miri (`.ci/miri.sh`): the partial collect, and a checkpointed map that
+    //! reads results back from slots its sink wrote (`LogSink::record`) and from the log.
+    use crate::map::body::Report;
+    use crate::map::sink::{Sink, VecSink, alloc_output, collect_partial};
+    use crate::{CheckpointError, MapError, Pool, Schedule};
+    use std::convert::Infallible;
+    use std::time::Duration;
+
+    #[test]
+    fn collect_partial_moves_written_slots_out_once() {
+        let n = 6;
+        let mut out = alloc_output::<String, Infallible>(n).unwrap();
+        let sink = VecSink(out.as_mut_ptr());
+        for i in [0, 2, 3, 5] {
+            // SAFETY: in bounds, each index once.
+            unsafe { sink.put(i, format!("r{i}")) };
+        }
+        let rep = Report::<Infallible> {
+            holes: vec![4..5, 1..2],
+            ..Report::default()
+        };
+        // SAFETY: exactly the slots outside the holes were written.
+        let p = unsafe { collect_partial(out, n, rep) }.unwrap_err();
+        assert!(matches!(p.error, MapError::Aborted { done: 4, total: 6 }));
+        let want: Vec<Option<String>> = [Some(0), None, Some(2), Some(3), None, Some(5)]
+            .iter()
+            .map(|o| o.map(|i| format!("r{i}")))
+            .collect();
+        assert_eq!(p.results, want);
+    }
+
+    #[test]
+    fn checkpointed_map_resumes_with_owned_results() {
+        let pool = Pool::builder()
+            .workers(2)
+            .spin(Duration::ZERO)
+            .build()
+            .unwrap();
+        let path = std::env::temp_dir().join(format!(
+            "parview-unit-ckpt-{}-{:?}.log",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let xs: Vec<u32> = (0..24).collect();
+        let lb = pool.schedule(Schedule::Dynamic(3));
+        let e = lb
+            .checkpoint(&path)
+            .try_map(&xs, |&x| if x == 13 { Err(x) } else { Ok(format!("v{x}")) })
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            CheckpointError::Map(MapError::Failed { index: 13, .. })
+        ));
+        let v = pool
+            .schedule(Schedule::Guided(1))
+            .checkpoint(&path)
+            .map(&xs, |x| format!("v{x}"))
+            .unwrap();
+        assert_eq!(v, xs.iter().map(|x| format!("v{x}")).collect::<Vec<_>>());
+        std::fs::remove_file(&path).unwrap();
     }
 }
