@@ -531,7 +531,7 @@ impl<'p> DirectView<'p> {
 pub struct LoadBalancedView<'p> {
     pub(crate) pool: &'p Pool,
     pub(crate) schedule: Schedule,
-    timeline: bool,
+    pub(crate) timeline: bool,
     #[cfg_attr(not(feature = "progress"), allow(dead_code))]
     progress: Option<Arc<str>>,
     /// Streaming maps' bound on items in flight (`None`: the default; see `map/stream.rs`).

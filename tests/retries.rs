@@ -205,3 +205,40 @@ fn owned_clone_items_and_zero_retries() {
         ));
     });
 }
+
+#[test]
+fn async_map_with_retries_records_attempts_and_reports_the_last_panic() {
+    within(60, || {
+        let p = pool(2);
+        let tries = std::sync::Arc::new(counter(50));
+        let t = tries.clone();
+        let ar = p
+            .load_balanced()
+            .record_timeline()
+            .retries(2)
+            .map_async(0..50usize, move |i| {
+                let k = t[i].fetch_add(1, Ordering::SeqCst);
+                assert!(i != 9 || k >= 1, "flaky 9");
+                assert!(i != 30, "always 30");
+                i
+            });
+        ar.wait();
+        let tl = ar.timeline().expect("recorded");
+        let mut seen: Vec<(usize, usize)> =
+            tl.attempts().iter().map(|a| (a.index, a.attempt)).collect();
+        seen.sort();
+        assert_eq!(seen, vec![(9, 0), (30, 0), (30, 1)]);
+        let part = ar.get_partial().unwrap_err();
+        assert!(matches!(
+            part.error,
+            MapError::Panicked {
+                index: 30,
+                failed: 1,
+                ..
+            }
+        ));
+        assert_eq!(part.done(), 49);
+        assert_eq!(part.results[9], Some(9));
+        assert_eq!(tries[30].load(Ordering::SeqCst), 3);
+    });
+}

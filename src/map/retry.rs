@@ -6,13 +6,15 @@
 //! a fresh clone of the item, up to `n` times; the last attempt's panic is reported as a map
 //! without retries reports it ([`MapError::Panicked`], or re-raised by the blocking maps).
 
-use super::{IntoMapInput, MapInput, Passthrough, Tracker, raise, with_timeline};
+use super::run::{Refused, VecOut};
+use super::{IntoMapInput, MapInput, Passthrough, Spec, Tracker, raise, with_timeline};
+use crate::AsyncResult;
 use crate::error::MapError;
 use crate::timeline::{Attempt, Lane, Timeline};
 use crate::views::LoadBalancedView;
 use std::convert::Infallible;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A [`LoadBalancedView`] whose maps run an item that panicked again, up to `n` more times
@@ -157,12 +159,71 @@ impl<'p> Retries<'p> {
             "load-balanced ({}), retries {}",
             self.view.schedule, self.retries
         );
-        let log = Mutex::new(Vec::new());
         let (v, tl) = with_timeline(n, label, self.view.pool.workers(), |tracker| {
-            self.run(input, |x| Ok::<R, Infallible>(f(x)), Some((&tracker, &log)))
+            self.run(input, |x| Ok::<R, Infallible>(f(x)), Some(tracker))
         });
-        let tl = tl.with_attempts(log.into_inner().unwrap_or_else(|e| e.into_inner()));
         (v.unwrap_or_else(|e| raise(e, n)), tl)
+    }
+
+    /// [`LoadBalancedView::map_async`] with retries. With
+    /// [`record_timeline`](LoadBalancedView::record_timeline) on the view, the
+    /// [`AsyncResult::timeline`] lists every failed attempt.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let failed = AtomicBool::new(false);
+    /// let ar = pool.load_balanced().record_timeline().retries(1).map_async(0..8u32, move |i| {
+    ///     if i == 5 && !failed.swap(true, Ordering::Relaxed) { panic!("once"); }
+    ///     i
+    /// });
+    /// ar.wait();
+    /// assert_eq!(ar.timeline().unwrap().attempts().len(), 1);
+    /// assert_eq!(ar.get().unwrap()[5], 5);
+    /// ```
+    pub fn map_async<I, R, F>(&self, input: I, f: F) -> AsyncResult<Vec<R>>
+    where
+        I: IntoMapInput,
+        I::Input: Send + 'static,
+        I::Item: Clone + 'static,
+        R: Send + 'static,
+        F: Fn(I::Item) -> R + Send + Sync + 'static,
+    {
+        let input = input.into_map_input();
+        let view = &self.view;
+        if let Err(e) = view.schedule.validate() {
+            super::run::release_all(&input);
+            return AsyncResult::from_core(Arc::new(Refused::new(e.into())));
+        }
+        let n = input.len();
+        let out = match VecOut::new(n) {
+            Ok(out) => out,
+            Err(e) => {
+                super::run::release_all(&input);
+                return AsyncResult::from_core(Arc::new(Refused::new(e)));
+            }
+        };
+        let tracker = Arc::new(Tracker::new(n, view.timeline));
+        let g = retrying(
+            self.retries,
+            view.pool.reg.clone(),
+            Some(tracker.clone()),
+            move |x| Ok::<R, Infallible>(f(x)),
+        );
+        let label = format!(
+            "load-balanced ({}), retries {}",
+            view.schedule, self.retries
+        );
+        AsyncResult::from_core(super::run::start(
+            &view.pool.reg,
+            &Spec::shared(view.schedule).tracked(Some(tracker)),
+            (Passthrough(input), 0..n).into_map_input(),
+            move |_: &mut (), x| g(x),
+            out,
+            &label,
+            view.timeline,
+        ))
     }
 
     /// [`LoadBalancedView::map_rng`] with retries: a retried item gets its stream
@@ -196,12 +257,11 @@ impl<'p> Retries<'p> {
 
     /// The pipeline's map over `input` zipped with its indices, each item's closure wrapped in
     /// the retry loop. The schedule must be valid.
-    #[allow(clippy::type_complexity)]
     fn run<In, R, E, F>(
         &self,
         input: In,
         f: F,
-        timeline: Option<(&Arc<Tracker>, &Mutex<Vec<Attempt>>)>,
+        tracker: Option<Arc<Tracker>>,
     ) -> Result<Vec<R>, MapError<E>>
     where
         In: MapInput,
@@ -211,41 +271,47 @@ impl<'p> Retries<'p> {
         E: Send,
     {
         let n = input.len();
-        let tries = self.retries;
-        let reg = &self.view.pool.reg;
-        let g = |(x, i): (In::Item, usize)| -> Result<R, E> {
-            let mut attempt = 0;
-            loop {
-                if attempt == tries {
-                    return f(x); // the last attempt: its panic is the map's, as without retries
-                }
-                let t0 = Instant::now();
-                match panic::catch_unwind(AssertUnwindSafe(|| f(x.clone()))) {
-                    Ok(r) => return r,
-                    Err(payload) => {
-                        let message = crate::unwind::panic_message(&*payload);
-                        crate::unwind::drop_payload(payload);
-                        if let Some((t, log)) = timeline {
-                            let a = Attempt {
-                                index: i,
-                                attempt,
-                                lane: reg.current_engine().map_or(Lane::Caller, Lane::Engine),
-                                began: t.since_start(t0),
-                                ended: t.since_start(Instant::now()),
-                                message,
-                            };
-                            log.lock().unwrap_or_else(|e| e.into_inner()).push(a);
-                        }
-                        attempt += 1;
+        let g = retrying(self.retries, self.view.pool.reg.clone(), tracker.clone(), f);
+        self.view
+            .pool
+            .map_vec(self.view.schedule, (Passthrough(input), 0..n), g, tracker)
+    }
+}
+
+/// `f` wrapped in the retry loop, for items zipped with their index: an attempt that panics
+/// is noted in `tracker` (when it records a timeline) and run again with a clone of the item,
+/// up to `retries` times; the last attempt runs unguarded, so its panic is the map's.
+fn retrying<T: Clone, R, E>(
+    retries: usize,
+    reg: Arc<crate::registry::Registry>,
+    tracker: Option<Arc<Tracker>>,
+    f: impl Fn(T) -> Result<R, E>,
+) -> impl Fn((T, usize)) -> Result<R, E> {
+    move |(x, i)| {
+        let mut attempt = 0;
+        loop {
+            if attempt == retries {
+                return f(x);
+            }
+            let t0 = Instant::now();
+            match panic::catch_unwind(AssertUnwindSafe(|| f(x.clone()))) {
+                Ok(r) => return r,
+                Err(payload) => {
+                    let message = crate::unwind::panic_message(&*payload);
+                    crate::unwind::drop_payload(payload);
+                    if let Some(t) = &tracker {
+                        t.attempt(Attempt {
+                            index: i,
+                            attempt,
+                            lane: reg.current_engine().map_or(Lane::Caller, Lane::Engine),
+                            began: t.since_start(t0),
+                            ended: t.since_start(Instant::now()),
+                            message,
+                        });
                     }
+                    attempt += 1;
                 }
             }
-        };
-        self.view.pool.map_vec(
-            self.view.schedule,
-            (Passthrough(input), 0..n),
-            g,
-            timeline.map(|(t, _)| t.clone()),
-        )
+        }
     }
 }

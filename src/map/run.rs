@@ -581,13 +581,12 @@ where
         {
             return None;
         }
-        let (records, wall) = self.body.tracker.as_ref()?.take_records();
-        Some(Timeline::new(
-            self.label.clone(),
-            self.engines,
-            wall,
-            records,
-        ))
+        let tracker = self.body.tracker.as_ref()?;
+        let (records, wall) = tracker.take_records();
+        Some(
+            Timeline::new(self.label.clone(), self.engines, wall, records)
+                .with_attempts(tracker.take_attempts()),
+        )
     }
     fn help(&self) {
         if self.shared && self.gate.enter() {

@@ -1,6 +1,6 @@
 //! Tracking: progress, timings and the timeline of one map.
 
-use crate::timeline::{ChunkRecord, Lane};
+use crate::timeline::{Attempt, ChunkRecord, Lane};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,6 +15,8 @@ pub(crate) struct Tracker {
     last_ns: AtomicU64,
     busy_ns: AtomicU64,
     records: Option<Mutex<Vec<ChunkRecord>>>,
+    /// Failed attempts of retried items (kept only with `records`).
+    attempts: Mutex<Vec<Attempt>>,
     finished: AtomicBool,
 }
 
@@ -31,7 +33,8 @@ pub(crate) fn with_timeline<T>(
     let (records, wall) = tracker.take_records();
     (
         out,
-        crate::timeline::Timeline::new(label, engines, wall, records),
+        crate::timeline::Timeline::new(label, engines, wall, records)
+            .with_attempts(tracker.take_attempts()),
     )
 }
 
@@ -54,6 +57,7 @@ impl Tracker {
             last_ns: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
             records: timeline.then(|| Mutex::new(Vec::new())),
+            attempts: Mutex::new(Vec::new()),
             finished: AtomicBool::new(false),
         }
     }
@@ -67,6 +71,22 @@ impl Tracker {
     #[cfg_attr(not(feature = "progress"), allow(dead_code))]
     pub(crate) fn is_finished(&self) -> bool {
         self.finished.load(Ordering::Acquire)
+    }
+
+    /// Notes a failed attempt of a retried item (only when a timeline is recorded; a failure
+    /// path, so the lock is fine).
+    pub(crate) fn attempt(&self, a: Attempt) {
+        if self.records.is_some() {
+            self.attempts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(a);
+        }
+    }
+
+    /// The failed attempts noted so far (taken once).
+    pub(crate) fn take_attempts(&self) -> Vec<Attempt> {
+        std::mem::take(&mut *self.attempts.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// `t` measured from the map's start (the origin of its timeline).
