@@ -144,9 +144,13 @@ impl<T> AsyncResult<T> {
     /// ```
     pub fn get(self) -> Result<T, MapError> {
         self.wait();
-        self.core
+        let r = self
+            .core
             .take()
-            .expect("the result is taken once, by `get`")
+            .expect("the result is taken once, by `get`");
+        // Finished results of a failed map, kept for `get_partial`, are not wanted.
+        self.core.discard_partial();
+        r
     }
 
     /// `(done, total)` items, from lock-free counters updated once per finished chunk. Never
@@ -291,9 +295,14 @@ impl<R: Send + 'static> AsyncResult<Vec<R>> {
     /// }
     /// ```
     pub fn get_partial(self) -> Result<Vec<R>, Partial<R>> {
-        let core = self.core.clone();
-        self.get().map_err(|error| Partial {
-            results: core
+        self.wait();
+        let r = self
+            .core
+            .take()
+            .expect("the result is taken once, by `get`");
+        r.map_err(|error| Partial {
+            results: self
+                .core
                 .take_partial()
                 .and_then(|b| b.downcast::<Vec<Option<R>>>().ok())
                 .map(|b| *b)
@@ -360,6 +369,9 @@ where
     fn spin(&self) -> Duration {
         self.inner.spin()
     }
+    fn discard_partial(&self) {
+        self.inner.discard_partial()
+    }
 }
 
 #[cfg(feature = "progress")]
@@ -383,8 +395,12 @@ impl<T> AsyncResult<T> {
 
 impl<T> Drop for AsyncResult<T> {
     fn drop(&mut self) {
-        if self.armed && !self.ready() {
-            self.core.stop();
+        if self.armed {
+            if !self.ready() {
+                self.core.stop();
+            }
+            // Nobody can ask for partial results any more.
+            self.core.discard_partial();
         }
     }
 }

@@ -322,10 +322,14 @@ pub(crate) trait AsyncOutput: Send + Sync + Sized + 'static {
     /// Drops a result nobody took, value by value (a panicking `Drop` is reported, the rest are
     /// still dropped).
     fn drop_value(v: Self::T);
-    /// What finished of a failed map (a `Vec<Option<R>>`), once; `None` where not kept.
+    /// What finished of a failed map (a `Vec<Option<R>>`), once; `None` where not kept. Nobody
+    /// will ask again: a map that concludes later drops its results at once.
     fn take_partial(&self) -> Option<Box<dyn std::any::Any + Send>> {
         None
     }
+    /// Nobody will ask for what finished: drop it now (value by value, a panicking `Drop`
+    /// reported), and a map that concludes later drops its results at once.
+    fn discard_partial(&self) {}
 }
 
 /// Drops the items of a vector one by one, reporting panicking `Drop`s.
@@ -342,10 +346,18 @@ fn drop_vec<T>(mut v: Vec<T>) {
 }
 
 /// Results in a `Vec<R>`, in input order; a failed map keeps what finished
-/// ([`AsyncResult::get_partial`](crate::AsyncResult::get_partial)).
+/// ([`AsyncResult::get_partial`](crate::AsyncResult::get_partial)) until the handle says it
+/// does not want it (`get`, or dropping the handle): then it is dropped at once, as before
+/// partial results existed.
 pub(crate) struct VecOut<R> {
     out: Mutex<Vec<R>>,
-    partial: Mutex<Option<Vec<Option<R>>>>,
+    partial: Mutex<PartialSlot<R>>,
+}
+
+/// What a failed map kept, and whether anyone may still ask for it.
+struct PartialSlot<R> {
+    wanted: bool,
+    results: Option<Vec<Option<R>>>,
 }
 
 impl<R: Send + 'static> VecOut<R> {
@@ -356,10 +368,17 @@ impl<R: Send + 'static> VecOut<R> {
         Ok((
             VecOut {
                 out: Mutex::new(v),
-                partial: Mutex::new(None),
+                partial: Mutex::new(PartialSlot {
+                    wanted: true,
+                    results: None,
+                }),
             },
             sink,
         ))
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, PartialSlot<R>> {
+        self.partial.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -367,12 +386,8 @@ impl<R> Drop for VecOut<R> {
     fn drop(&mut self) {
         // Results kept for `get_partial` that nobody took: dropped one by one, so a panicking
         // `Drop` is reported instead of unwinding through whichever thread drops the map.
-        if let Some(p) = self
-            .partial
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        let slot = self.partial.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = slot.results.take() {
             drop_vec(p);
         }
     }
@@ -384,12 +399,19 @@ impl<R: Send + 'static> AsyncOutput for VecOut<R> {
     type T = Vec<R>;
     fn finish(&self, rep: Report<Infallible>, n: usize) -> Result<Vec<R>, MapError> {
         let v = std::mem::take(&mut *self.out.lock().unwrap_or_else(|e| e.into_inner()));
-        // SAFETY: called once, by the last participant, after the gate closed; the sink wrote
-        // exactly the slots outside the report's holes.
+        let mut slot = self.slot();
+        if !slot.wanted {
+            drop(slot);
+            // SAFETY: called once, by the last participant, after the gate closed; the sink
+            // wrote exactly the slots outside the report's holes.
+            return unsafe { collect(v, n, rep) };
+        }
+        // SAFETY: as above. Under the slot's lock, so a handle that gives the results up
+        // meanwhile (`discard_partial`) finds them there.
         match unsafe { collect_partial(v, n, rep) } {
             Ok(v) => Ok(v),
             Err(p) => {
-                *self.partial.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.results);
+                slot.results = Some(p.results);
                 Err(p.error)
             }
         }
@@ -398,12 +420,19 @@ impl<R: Send + 'static> AsyncOutput for VecOut<R> {
         drop_vec(v);
     }
     fn take_partial(&self) -> Option<Box<dyn std::any::Any + Send>> {
-        let p = self
-            .partial
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()?;
+        let mut slot = self.slot();
+        slot.wanted = false;
+        let p = slot.results.take()?;
         Some(Box::new(p))
+    }
+    fn discard_partial(&self) {
+        let mut slot = self.slot();
+        slot.wanted = false;
+        let p = slot.results.take();
+        drop(slot);
+        if let Some(p) = p {
+            drop_vec(p);
+        }
     }
 }
 
@@ -492,6 +521,8 @@ pub(crate) trait AsyncCore<T>: Send + Sync {
     fn take_partial(&self) -> Option<Box<dyn std::any::Any + Send>> {
         None
     }
+    /// See [`AsyncOutput::discard_partial`].
+    fn discard_partial(&self) {}
 }
 
 impl<In, F, S, R, O> AsyncMap<In, F, O, S, R>
@@ -600,6 +631,9 @@ where
     }
     fn take_partial(&self) -> Option<Box<dyn std::any::Any + Send>> {
         self.out.take_partial()
+    }
+    fn discard_partial(&self) {
+        self.out.discard_partial()
     }
 }
 
