@@ -152,8 +152,14 @@ pub enum CheckpointError<E = Infallible> {
 /// is in the log and returns a result bitwise identical to an uninterrupted run, whatever the
 /// pool size or schedule of either run.
 ///
+/// One record per chunk: a crash loses at most the chunks in flight (one per participant), so
+/// pick the schedule for the granularity you want — `Dynamic(c)`, `Guided(m)` or the default
+/// `Adaptive` write as chunks finish; `Static` writes one record per engine block, only at
+/// the end of each block.
+///
 /// Inputs are slices of `Serialize` items: the log stores a fingerprint of their postcard bytes
-/// (crc32 and length) and refuses another input. Results are `Serialize +
+/// (crc32 and length; it catches accidents — a changed, added or removed item — not inputs
+/// crafted to collide) and refuses another input. Results are `Serialize +
 /// DeserializeOwned`. One log per map: two maps (or processes) must not use the same path at
 /// the same time. A finished map's log stays (a rerun then reads every result from it); remove
 /// the file to start over. Type names (`std::any::type_name`) are part of the header, so a log
