@@ -430,3 +430,47 @@ fn empty_input() {
         let _ = std::fs::remove_dir_all(&dir);
     });
 }
+
+#[test]
+fn retries_inside_a_checkpointed_map() {
+    within(60, || {
+        let dir = scratch("retries");
+        let log = dir.join("log");
+        let xs: Vec<u64> = (0..100).collect();
+        let tries: Vec<AtomicUsize> = (0..100).map(|_| AtomicUsize::new(0)).collect();
+        let e = pool(2)
+            .schedule(Schedule::Dynamic(4))
+            .checkpoint(&log)
+            .retries(2)
+            .map(&xs, |x| {
+                let k = tries[*x as usize].fetch_add(1, Ordering::SeqCst);
+                assert!(*x != 10 || k >= 2, "flaky 10");
+                assert!(*x != 70, "always 70");
+                work(x)
+            })
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            CheckpointError::Map(MapError::Panicked {
+                index: 70,
+                failed: 1,
+                ..
+            })
+        ));
+        assert_eq!(tries[10].load(Ordering::SeqCst), 3);
+        assert_eq!(tries[70].load(Ordering::SeqCst), 3);
+        // Item 10 made it into the log after its retries: only 70 runs again.
+        let ran = Mutex::new(Vec::new());
+        let v = pool(2)
+            .load_balanced()
+            .checkpoint(&log)
+            .map(&xs, |x| {
+                ran.lock().unwrap().push(*x);
+                work(x)
+            })
+            .unwrap();
+        assert_eq!(ran.into_inner().unwrap(), vec![70]);
+        assert_eq!(bits(&v), clean(&xs));
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}

@@ -198,6 +198,7 @@ pub struct Checkpoint<'p> {
     view: LoadBalancedView<'p>,
     path: PathBuf,
     sync_every: Duration,
+    retries: usize,
 }
 
 impl<'p> Checkpoint<'p> {
@@ -206,6 +207,7 @@ impl<'p> Checkpoint<'p> {
             view,
             path,
             sync_every: Duration::from_secs(1),
+            retries: 0,
         }
     }
 
@@ -224,6 +226,28 @@ impl<'p> Checkpoint<'p> {
     /// ```
     pub fn sync_every(mut self, every: Duration) -> Self {
         self.sync_every = every;
+        self
+    }
+
+    /// Run an item that panics again, up to `n` times, before it counts as failed (as
+    /// [`LoadBalancedView::retries`]; attempts are not logged, only the result that finished).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let path = std::env::temp_dir().join(format!("parview-doc-retry-{}.ckpt", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// let failed = AtomicBool::new(false);
+    /// let v = pool.load_balanced().checkpoint(&path).retries(1).map(&[1u32, 2, 3], |&x| {
+    ///     if x == 2 && !failed.swap(true, Ordering::Relaxed) { panic!("flaky"); }
+    ///     x * 10
+    /// });
+    /// assert_eq!(v.unwrap(), vec![10, 20, 30]);
+    /// std::fs::remove_file(&path).unwrap();
+    /// ```
+    pub fn retries(mut self, n: usize) -> Self {
+        self.retries = n;
         self
     }
 
@@ -361,12 +385,13 @@ impl<'p> Checkpoint<'p> {
                 items: SliceInput(input),
                 todo: &todo,
             };
+            let g = super::retry::retrying(self.retries, view.pool.reg.clone(), None, f);
             let mut rep = run(
                 &view.pool.reg,
                 &Spec::shared(view.schedule),
                 input,
                 NoState,
-                |_: &mut (), x| f(x),
+                |_: &mut (), x| g(x),
                 sink,
             );
             // The pipeline worked in "todo" index space: back to the input's indices (`todo` is
@@ -726,14 +751,16 @@ struct Remapped<'a, T> {
 }
 
 impl<'a, T: Sync> MapInput for Remapped<'a, T> {
-    type Item = &'a T;
+    /// The item and its index in the input.
+    type Item = (&'a T, usize);
     fn len(&self) -> usize {
         self.todo.len()
     }
     #[inline]
-    unsafe fn take(&self, k: usize) -> &'a T {
-        // SAFETY: `k < len` (caller contract) and `todo` holds indices of `items`.
-        unsafe { self.items.take(self.todo[k]) }
+    unsafe fn take(&self, k: usize) -> (&'a T, usize) {
+        let i = self.todo[k];
+        // SAFETY: `k < len` (caller contract) and `todo` holds distinct indices of `items`.
+        (unsafe { self.items.take(i) }, i)
     }
 }
 

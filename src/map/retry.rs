@@ -281,7 +281,7 @@ impl<'p> Retries<'p> {
 /// `f` wrapped in the retry loop, for items zipped with their index: an attempt that panics
 /// is noted in `tracker` (when it records a timeline) and run again with a clone of the item,
 /// up to `retries` times; the last attempt runs unguarded, so its panic is the map's.
-fn retrying<T: Clone, R, E>(
+pub(crate) fn retrying<T: Clone, R, E>(
     retries: usize,
     reg: Arc<crate::registry::Registry>,
     tracker: Option<Arc<Tracker>>,
