@@ -141,6 +141,12 @@ fn sigkill_mid_map_then_resume() {
         // Recomputed = started by the child but not in its log: at most the items in flight,
         // one chunk per participant (the caller and `P - 1` engines).
         let twice = set.intersection(&ran_by_child).count();
+        eprintln!(
+            "killed after {} items started: {} in the log, {} recomputed of which {twice} had started",
+            ran_by_child.len(),
+            logged.len(),
+            set.len()
+        );
         assert!(
             twice <= CHILD_WORKERS * CHILD_CHUNK,
             "{twice} items recomputed, more than the {} in flight",

@@ -16,8 +16,12 @@
 //!    pre-entered and sent to the named engines' mailboxes. A background map keeps its body in
 //!    an `Arc` and is finished by its last participant.
 //! 3. **sink** ([`sink`]): where results go — the spare capacity of a fresh `Vec`, the caller's
-//!    buffer, one `Result` per item, a stream, or nowhere — and `collect`, which turns a
-//!    concluded report into the vector or the error.
+//!    buffer, one `Result` per item, a stream, a checkpoint log ([`checkpoint`], written at
+//!    the chunk completion point `Sink::chunk_done`), or nowhere — and `collect`, which turns a
+//!    concluded report into the vector or the error (`collect_partial`: or the error with
+//!    what finished).
+//!
+//! Retries ([`retry`]) wrap the item's closure; they add no step.
 //!
 //! # Invariants
 //! * Each index is *taken* (the closure called on it) at most once, and exactly once unless the
