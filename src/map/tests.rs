@@ -212,6 +212,65 @@ fn async_abort_drops_untaken_input_and_written_results_once() {
 }
 
 #[test]
+fn async_abort_hands_back_written_results_once_with_get_partial() {
+    let pool = pool(2);
+    let (ins, outs) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let made = Arc::new(AtomicUsize::new(0));
+    let (o, m) = (outs.clone(), made.clone());
+    let ar = pool
+        .load_balanced()
+        .schedule(Schedule::Dynamic(1))
+        .map_async(counted(N, &ins, |_| false), move |c| {
+            m.fetch_add(1, Ordering::SeqCst);
+            Counted {
+                id: c.id,
+                drops: o.clone(),
+                bomb: c.id == 3, // a result whose Drop panics, among those kept
+            }
+        });
+    ar.abort();
+    match ar.get_partial() {
+        Ok(v) => {
+            assert_eq!(v.len(), N);
+            drop(crate::unwind::drop_caught(v));
+        }
+        Err(p) => {
+            assert!(matches!(p.error, MapError::Aborted { .. }), "{}", p.error);
+            assert_eq!(p.results.len(), N);
+            assert_eq!(p.done(), made.load(Ordering::SeqCst));
+            for (i, r) in p.results.iter().enumerate() {
+                assert!(r.as_ref().is_none_or(|c| c.id == i));
+            }
+            assert_eq!(outs.load(Ordering::SeqCst), 0);
+            let mut results = p.results;
+            for r in results.iter_mut().flatten() {
+                r.bomb = false;
+            }
+            drop(results);
+        }
+    }
+    assert_eq!(ins.load(Ordering::SeqCst), N);
+    assert_eq!(outs.load(Ordering::SeqCst), made.load(Ordering::SeqCst));
+    // A failed map's kept results that nobody asks for (a panicking Drop among them) are
+    // dropped with the handle; the engines survive.
+    let outs = Arc::new(AtomicUsize::new(0));
+    let o = outs.clone();
+    let ar = pool.load_balanced().map_async(0..N, move |i| {
+        assert!(i != 5, "item 5");
+        Counted {
+            id: i,
+            drops: o.clone(),
+            bomb: i == 1,
+        }
+    });
+    assert!(ar.wait_timeout(Duration::MAX));
+    drop(ar);
+    assert_eq!(pool.direct().apply(|e| e), vec![0, 1]);
+    drop(pool);
+    assert_eq!(outs.load(Ordering::SeqCst), N - 1);
+}
+
+#[test]
 fn async_results_dropped_unread_are_dropped_once_even_if_some_panic() {
     let pool = pool(2);
     let outs = Arc::new(AtomicUsize::new(0));
