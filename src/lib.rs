@@ -225,7 +225,7 @@ pub use map::stream::{ImapIter, ImapUnorderedIter};
 pub use map::{IntoMapInput, Timings};
 pub use pool::{
     BuildError, DEFAULT_SPIN, ENGINE_STACK, HELP_DEPTH, MAX_NESTED_WAITS, MAX_WORKERS, Pool,
-    PoolBuilder, WORKERS_ENV, default_workers,
+    PoolBuilder, ResizeError, WORKERS_ENV, default_workers,
 };
 pub use schedule::{Schedule, ScheduleError};
 pub use views::{DirectView, EngineState, LoadBalancedView, ReturnExceptions, ViewError};
