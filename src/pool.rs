@@ -493,10 +493,12 @@ impl Pool {
     /// let running = std::thread::spawn(move || p.par_map(0..10_000u64, |i| i * i));
     /// pool.resize(4).unwrap(); // two more engines join the map in flight and later work
     /// assert_eq!(pool.workers(), 4);
-    /// let state = pool.direct().init(|e| e * 100);
+    /// let all = pool.direct(); // engines 0..4
+    /// let state = all.init(|e| e * 100);
     /// pool.resize(1).unwrap(); // engines 1..4 finish their jobs and leave
-    /// assert_eq!(pool.direct().pull_try(&state).unwrap_err().to_string(),
-    ///            "engine 1 was removed from the pool (Pool::resize); its state was dropped");
+    /// assert_eq!(pool.workers(), 1);
+    /// assert_eq!(all.try_pull(&state), Err(parview::ViewError::EngineRemoved { engine: 1 }));
+    /// assert_eq!(pool.direct().pull(&state), vec![0]); // engine 0 kept its value
     /// assert_eq!(running.join().unwrap()[9_999], 9_999 * 9_999);
     /// assert!(matches!(pool.resize(0), Err(parview::ResizeError::Zero)));
     /// ```

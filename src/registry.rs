@@ -24,6 +24,59 @@
 //! * Elsewhere it spins for the spin window, then parks. Whoever completes the awaited event
 //!   unparks the parker from [`current_unparker`] (the engine's own parker on an engine).
 //!
+//! # Engines added and removed (`Pool::resize`)
+//! Design: **slots up to a capacity, a member count, and a door per mailbox.** The registry
+//! has room for [`MAX_WORKERS`](crate::MAX_WORKERS) engine slots (`OnceLock`s, 16 bytes each
+//! while unused); a slot — deque, mailbox, sleep slot, thread — is created the first time the
+//! pool has that many engines and then kept for the registry's life, so every index ever used
+//! stays valid and the engine loop still indexes plain slots. `active` (an atomic) is the
+//! number of members `0..active`: what maps size their plans and tickets with, what thieves
+//! scan, what shared producers wake, what `Pool::direct` targets. Indices stay dense: growing
+//! adds `active..n`, shrinking removes `n..active`.
+//!
+//! Each slot has a `life` and a `door` (the mailbox takes mail only while the door is open;
+//! both change only with the door's lock held, and a push checks the door under the same
+//! lock, so a push is either queued before the door closes or refused — never queued after):
+//!
+//! | life | door | the engine thread | who moves it on |
+//! |---|---|---|---|
+//! | `EMPTY` | closed | none yet (its seed waits in the slot) | grow: open, `RUNNING`, spawn |
+//! | `RUNNING` | open | main loop | shrink: `RETIRING`, `notify_one` |
+//! | `RETIRING` | open, then closed by the engine | finishes its current job, then *leaves* | grow: `REBORN`; the engine: `VACANT` |
+//! | `REBORN` | open | leaves, then runs again (fresh, without old state) | shrink: `RETIRING`; the engine: `RUNNING` |
+//! | `VACANT` | closed | parked (no CPU), kept for a later grow | grow: open, `RUNNING`, unpark |
+//!
+//! **Leaving** (`WorkerCtx::leave`, on the engine itself, at depth 0 between jobs): close the
+//! door unless `REBORN`; run every job in the mailbox *here* (it was addressed to this engine
+//! and queued before the door closed); move its own deque to the injector and wake members for
+//! it; repeat until both are empty (running mail may queue more); drop its values of every
+//! live [`EngineState`](crate::EngineState) (tracked weakly by the registry); then, under the
+//! door lock, `REBORN` becomes `RUNNING` (door reopened) and a closed, empty `RETIRING` becomes
+//! `VACANT`; a `RETIRING` whose door is open (it was `REBORN` when it looked, removed again
+//! since) goes round again. So no job is lost: shared work reaches a member, mail runs on its
+//! engine or is refused at the push (the DirectView caller then fails that slot with a message
+//! naming the engine instead of waiting), and values die on their own engine after the last
+//! call that could use them.
+//!
+//! **Why the engine notices, and the fast path.** The main loop's `done` is
+//! `life != RUNNING`: one load per job and per idle check, nothing else on the hot path
+//! (`find_work` reads `active` instead of a slice length). A sleeping engine is woken by the
+//! shrink's `notify_one(w)` after the `RETIRING` store: the same argument as for mailbox work
+//! in [`crate::sleep`] (the store happens before the RMW on `state[w]`; either the engine's
+//! announce comes first and the producer unparks it, or it comes after and its step 3 sees
+//! `RETIRING`). A parked `VACANT` engine waits outside the protocol for `life != VACANT` (or
+//! shutdown) with the token parker; grow stores first, then unparks.
+//!
+//! **Maps in flight.** A map keeps the plan it was cut with (the dispenser hands out every
+//! index once whoever participates), so a resize changes *who* runs chunks, never *what*:
+//! added engines take queued tickets of maps in flight and all later work; a removed engine's
+//! tickets go to the injector. An engine told to leave while a job of its own waits keeps
+//! helping as usual until that job returns (nested waits do not look at `life`).
+//!
+//! **Waiting for removals.** `Pool::resize` from outside waits (polling, helping if it is an
+//! engine of another pool) until the removed engines are no longer `RETIRING`/`REBORN`; from
+//! inside a job of the pool it does not wait, since the caller may be one of them.
+//!
 //! # Bounded helping
 //! Helping nests: a job that waits runs other jobs, which may wait in turn. Two limits keep the
 //! stack bounded (the answer to Java ForkJoinPool's compensation threads, without threads):
@@ -397,9 +450,14 @@ impl Registry {
         }
     }
 
-    /// Sets the member count to `n` (after [`grow`](Self::grow) readied engines up to `n`).
+    /// Sets the member count to `n` (after [`grow`](Self::grow) readied engines up to `n`),
+    /// then makes each new member look at the queues once: one that went to sleep before it
+    /// was a member was not in the range shared producers wake.
     pub(crate) fn set_active(&self, n: usize) {
-        self.active.store(n, Ordering::Release);
+        let old = self.active.swap(n, Ordering::AcqRel);
+        for w in old..n {
+            self.sleep.notify_one(w);
+        }
     }
 
     /// Removes engines `n..workers()`: they leave as described in the module docs. Returns the
@@ -891,6 +949,47 @@ mod loom_model {
     fn loom_model_mailbox_one_engine() {
         model(1, 1, |reg, done| {
             reg.push_directed(0, task(done)).ok().unwrap()
+        });
+    }
+
+    /// Engine 1 is removed while it may sleep; a shared job queued after must still run (on
+    /// engine 0, the member left), and engine 1 must leave (the pool's shutdown joins it).
+    #[test]
+    fn loom_model_shrink_then_shared() {
+        model(2, 1, |reg, done| {
+            reg.shrink(1);
+            reg.push_shared(std::iter::once(task(done)));
+        });
+    }
+
+    /// Mail for engine 1 races its removal: the push is either queued before the door closes
+    /// (engine 1 runs it as it leaves) or refused (the sender fails it: here, runs `done`
+    /// itself) — never queued into a closed mailbox, which loom would report as a deadlock.
+    #[test]
+    fn loom_model_mail_races_removal() {
+        model(2, 1, |reg, done| {
+            let sender = {
+                let (reg, done) = (reg.clone(), done.clone());
+                loom::thread::spawn(move || {
+                    if reg.push_directed(1, task(&done)).is_err() {
+                        done();
+                    }
+                })
+            };
+            reg.shrink(1);
+            sender.join().unwrap();
+        });
+    }
+
+    /// Engine 1 is removed and added back at once (it may still be leaving: `REBORN`, or
+    /// already parked: `VACANT`); mail sent to it afterwards must run.
+    #[test]
+    fn loom_model_shrink_grow_then_mail() {
+        model(2, 1, |reg, done| {
+            reg.shrink(1);
+            assert!(reg.grow(2).is_empty());
+            reg.set_active(2);
+            assert!(reg.push_directed(1, task(done)).is_ok());
         });
     }
 

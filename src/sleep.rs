@@ -89,6 +89,14 @@
 //! is weak on `SeqCst`). The cost on the hot path is one uncontended RMW per notification;
 //! engines touch `sleepers` only on their way to sleep.
 //!
+//! **Resizing.** Engines that `Pool::resize` removes are woken like mailbox work: the resize
+//! stores `RETIRING` in the engine's slot, then swaps its `state[w]` (`notify_one`); the
+//! engine's step 3 checks its `life`. Shared producers scan only the members `0..active`, so a
+//! leaving engine (which takes no shareable work) never absorbs a shared wake-up; a leaving
+//! engine still counted in `sleepers` is woken by the resize and withdraws itself. Engines
+//! added later get their slot before they become members. See `registry.rs`, "Engines added
+//! and removed".
+//!
 //! The same flag/unpark pair wakes an engine that is blocked on a latch (a nested parallel call
 //! waiting for its helpers): the latch setter unparks that engine directly, and the engine's
 //! step 3 checks its latch too.
