@@ -91,9 +91,11 @@
 //!
 //! **Resizing.** Engines that `Pool::resize` removes are woken like mailbox work: the resize
 //! stores `RETIRING` in the engine's slot, then swaps its `state[w]` (`notify_one`); the
-//! engine's step 3 checks its `life`. Shared producers scan only the members `0..active`, so a
-//! leaving engine (which takes no shareable work) never absorbs a shared wake-up; a leaving
-//! engine still counted in `sleepers` is woken by the resize and withdraws itself. Engines
+//! engine's step 3 checks its `life`. Shared producers scan only the members `0..active`, so an
+//! engine already removed (it takes no shareable work) is not claimed for shared work; a leaving
+//! engine still counted in `sleepers` is woken by the resize and withdraws itself. One that
+//! took a shared wake-up anyway (claimed while still a member, or by borrowing the count as
+//! above) passes it on: as it starts to leave, if it sees shared work it wakes a member. Engines
 //! added later get their slot before they become members. See `registry.rs`, "Engines added
 //! and removed".
 //!
