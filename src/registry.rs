@@ -394,6 +394,12 @@ impl Registry {
             if let Err(m) = v.drop_engine(w) {
                 crate::unwind::report_orphan(&format!("the EngineState value of engine {w}"), &m);
             }
+            // The owner may have let go meanwhile: then this is the last reference, and the
+            // other engines' values are dropped here — a panicking `Drop` must not end the
+            // engine either.
+            if let Err(m) = crate::unwind::catch(move || drop(v)) {
+                crate::unwind::report_orphan("an EngineState released by a leaving engine", &m);
+            }
         }
     }
 

@@ -418,3 +418,31 @@ fn dropping_a_shrunk_pool_joins_every_thread() {
         }
     });
 }
+
+/// Panics when dropped on an engine other than 0.
+struct Grumpy(usize);
+
+impl Drop for Grumpy {
+    fn drop(&mut self) {
+        if self.0 != 0 {
+            panic!("Grumpy {} does not want to go", self.0);
+        }
+    }
+}
+
+#[test]
+fn a_panicking_state_drop_does_not_end_a_leaving_engine() {
+    within(60, || {
+        let pool = pool(3);
+        let st = pool.direct().init(Grumpy);
+        pool.resize(1).unwrap(); // engines 1 and 2 drop their Grumpy: reported, not fatal
+        assert_eq!(st.removed(), vec![1, 2]);
+        pool.resize(3).unwrap(); // the same threads come back
+        assert_eq!(pool.direct().apply(|e| e), vec![0, 1, 2]);
+        counted_map(&pool, Schedule::Dynamic(5), 3_000, false);
+        // The owner lets go while nothing is left but engine 0's value.
+        drop(st);
+        pool.resize(1).unwrap();
+        assert_eq!(pool.direct().apply(|e| e), vec![0]);
+    });
+}
