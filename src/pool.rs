@@ -18,10 +18,12 @@
 //! is dropped on one of the pool's own engines (from inside a job), the threads are detached
 //! instead of joined, since a thread cannot join itself.
 //!
-//! Known limit: an engine exits as soon as it finds no work after the drop began. A job that,
-//! during that drain, addresses an engine of the same pool through a `DirectView` can find
-//! that engine gone and wait forever (load-balanced and nested maps are unaffected: their
-//! caller can finish them alone). Do not address engines from jobs while the pool shuts down.
+//! An engine exits as soon as it finds no work after the drop began, closing its mailbox
+//! first (and running what got in). A job that, during that drain, addresses an engine of the
+//! same pool that has already exited through a `DirectView` does not wait forever: the call
+//! fails, like a call to an engine that [`Pool::resize`] removed, with a message naming the
+//! engine (load-balanced and nested maps are unaffected: their caller can finish them alone).
+//! Do not address engines from jobs while the pool shuts down.
 
 use crate::error::MapError;
 use crate::map::body::NoState;

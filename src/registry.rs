@@ -158,8 +158,8 @@ pub(crate) trait Participate: Send + Sync {
 /// The failure of a directed slot whose engine left the pool before it ran.
 pub(crate) fn removed_message(engine: usize) -> String {
     format!(
-        "parview: engine {engine} was removed from the pool (Pool::resize) before it ran this \
-         call"
+        "parview: engine {engine} was removed from the pool (Pool::resize, or the pool is \
+         shutting down) before it ran this call"
     )
 }
 
@@ -523,8 +523,21 @@ impl Registry {
                 true,
                 None,
             );
-            if engine.life.load(Ordering::Acquire) == RUNNING || !ctx.leave(engine) {
-                return; // the pool shut down
+            if engine.life.load(Ordering::Acquire) == RUNNING {
+                // The pool shut down: close the door, so that a job still draining elsewhere
+                // that addresses this engine is refused instead of waiting forever, and run
+                // the mail that got in before it closed.
+                *engine.door.lock().unwrap() = false;
+                loop {
+                    match engine.mailbox.steal() {
+                        Steal::Success(job) => ctx.execute(job),
+                        Steal::Retry => {}
+                        Steal::Empty => return,
+                    }
+                }
+            }
+            if !ctx.leave(engine) {
+                return; // the pool shut down while this engine had left
             }
         }
     }
