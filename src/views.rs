@@ -107,6 +107,9 @@ pub struct DirectView<'p> {
 /// `EngineState` as it leaves (after running the calls already queued for it). A later
 /// access to that value panics with a message naming the engine, or is a
 /// [`ViewError::EngineRemoved`] from [`DirectView::try_pull`] and [`DirectView::try_apply`].
+/// (Edge case: resizes made from inside jobs do not wait, so an engine can be removed and
+/// added back before it has left; a value created on it in that window is dropped too when it
+/// leaves, and shows in [`removed`](EngineState::removed).)
 ///
 /// ```
 /// use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
