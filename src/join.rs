@@ -152,6 +152,11 @@ impl Participate for JoinTicket {
     fn run_slot(&self, engine: usize, _slot: usize) {
         self.join(engine);
     }
+
+    fn abandon(&self, engine: usize, _slot: usize) {
+        // Join tickets are shareable, never mail; were one refused, any thread may run it.
+        self.join(engine);
+    }
 }
 
 /// A join called from outside the pool: the whole join is queued as one job for an engine
@@ -664,7 +669,7 @@ mod loom_model {
     /// and takes `b` back, or another engine steals `b`.
     fn model(n: usize) {
         loom::model(move || {
-            let (reg, seeds) = Registry::new(n, Duration::ZERO);
+            let (reg, seeds) = Registry::new(n, n, Duration::ZERO);
             let mut threads = Vec::new();
             for seed in seeds {
                 let reg = reg.clone();

@@ -109,6 +109,19 @@
 //!   wait cannot pile up on one stack; a blocking call [`MAX_NESTED_WAITS`] deep panics
 //!   with a message saying so instead of overflowing the stack. Engines get
 //!   [`ENGINE_STACK`] bytes of stack by default.
+//! * **Engines can be added and removed while work runs** ([`Pool::resize`], like Celery's
+//!   `pool_grow`/`pool_shrink`): running chunks finish, maps in flight still run every item
+//!   exactly once, added engines take the next chunks, and a removed engine runs the calls
+//!   already queued for it, hands its other work over and drops its [`EngineState`] values (a
+//!   later access is a [`ViewError::EngineRemoved`] or a panic naming the engine).
+//!
+//!   ```
+//!   let pool = parview::Pool::builder().workers(2).build().unwrap();
+//!   pool.resize(6).unwrap();
+//!   assert_eq!(pool.par_map(0..100u32, |i| i * 2)[99], 198);
+//!   pool.resize(1).unwrap();
+//!   assert_eq!(pool.direct().apply(|engine| engine), vec![0]);
+//!   ```
 //! * [`Schedule`] cuts `0..n` into chunks: `Static` (one block per engine), `StaticChunked(c)`
 //!   (round-robin), `Dynamic(c)`, `Guided(m)` (libgomp's rule) and `Adaptive` (chunks that grow
 //!   while they are cheap). The cutting is in plain functions ([`Schedule::static_block`],
@@ -229,7 +242,7 @@ pub use map::stream::{ImapIter, ImapUnorderedIter};
 pub use map::{IntoMapInput, Timings};
 pub use pool::{
     BuildError, DEFAULT_SPIN, ENGINE_STACK, HELP_DEPTH, MAX_NESTED_WAITS, MAX_WORKERS, Pool,
-    PoolBuilder, WORKERS_ENV, default_workers,
+    PoolBuilder, ResizeError, WORKERS_ENV, default_workers,
 };
 pub use schedule::{Schedule, ScheduleError};
 pub use views::{DirectView, EngineState, LoadBalancedView, ReturnExceptions, ViewError};

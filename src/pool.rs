@@ -18,18 +18,20 @@
 //! is dropped on one of the pool's own engines (from inside a job), the threads are detached
 //! instead of joined, since a thread cannot join itself.
 //!
-//! Known limit: an engine exits as soon as it finds no work after the drop began. A job that,
-//! during that drain, addresses an engine of the same pool through a `DirectView` can find
-//! that engine gone and wait forever (load-balanced and nested maps are unaffected: their
-//! caller can finish them alone). Do not address engines from jobs while the pool shuts down.
+//! An engine exits as soon as it finds no work after the drop began, closing its mailbox
+//! first (and running what got in). A job that, during that drain, addresses an engine of the
+//! same pool that has already exited through a `DirectView` does not wait forever: the call
+//! fails, like a call to an engine that [`Pool::resize`] removed, with a message naming the
+//! engine (load-balanced and nested maps are unaffected: their caller can finish them alone).
+//! Do not address engines from jobs while the pool shuts down.
 
 use crate::error::MapError;
 use crate::map::body::NoState;
 use crate::map::sink::{NoSink, SliceSink};
 use crate::map::{IntoMapInput, MapInput, Spec, raise};
-use crate::registry::{Job, Registry};
+use crate::registry::{EngineSeed, Job, Registry};
 use crate::schedule::Schedule;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -118,7 +120,49 @@ pub enum BuildError {
 /// ```
 pub struct Pool {
     pub(crate) reg: Arc<Registry>,
+    /// Engine threads and how to start more; held by a resize from start to end, so resizes
+    /// run one at a time.
+    threads: Mutex<Threads>,
+}
+
+/// The engine threads of a pool and what starting another one needs.
+struct Threads {
     handles: Vec<JoinHandle<()>>,
+    name: Box<dyn FnMut(usize) -> String + Send>,
+    stack_size: usize,
+}
+
+impl Threads {
+    /// Starts the thread of engine `seed.index`; the seed comes back if the OS refuses.
+    fn spawn(
+        &mut self,
+        reg: &Arc<Registry>,
+        seed: EngineSeed,
+    ) -> Result<(), (EngineSeed, std::io::Error)> {
+        let index = seed.index;
+        let b = std::thread::Builder::new()
+            .name((self.name)(index))
+            .stack_size(self.stack_size);
+        let r = reg.clone();
+        // The seed travels through a slot so that it can come back when the spawn fails.
+        let slot = Arc::new(Mutex::new(Some(seed)));
+        let theirs = slot.clone();
+        match b.spawn(move || {
+            let seed = theirs.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(seed) = seed {
+                r.run_engine(seed);
+            }
+        }) {
+            Ok(h) => {
+                self.handles.push(h);
+                Ok(())
+            }
+            Err(e) => {
+                let seed = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+                Err((seed.expect("the thread never started"), e))
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Pool {
@@ -145,7 +189,7 @@ impl std::fmt::Debug for Pool {
 /// ```
 pub struct PoolBuilder {
     workers: Option<usize>,
-    name: Box<dyn FnMut(usize) -> String>,
+    name: Box<dyn FnMut(usize) -> String + Send>,
     spin: Duration,
     stack_size: usize,
 }
@@ -201,8 +245,9 @@ impl PoolBuilder {
         self
     }
 
-    /// Names engine threads (default `parview-{i}`).
-    pub fn thread_name(mut self, name: impl FnMut(usize) -> String + 'static) -> Self {
+    /// Names engine threads (default `parview-{i}`); also called for engines that
+    /// [`Pool::resize`] adds later, hence `Send`.
+    pub fn thread_name(mut self, name: impl FnMut(usize) -> String + Send + 'static) -> Self {
         self.name = Box::new(name);
         self
     }
@@ -234,7 +279,7 @@ impl PoolBuilder {
     /// let err = parview::Pool::builder().workers(0).build().unwrap_err();
     /// assert!(err.to_string().contains("workers"));
     /// ```
-    pub fn build(mut self) -> Result<Pool, BuildError> {
+    pub fn build(self) -> Result<Pool, BuildError> {
         let n = match self.workers {
             Some(0) => return Err(BuildError::ZeroWorkers),
             Some(n) if n > MAX_WORKERS => {
@@ -246,24 +291,32 @@ impl PoolBuilder {
             Some(n) => n,
             None => default_workers()?,
         };
-        let (reg, seeds) = Registry::new(n, self.spin);
-        let mut pool = Pool {
-            reg: reg.clone(),
+        let (reg, seeds) = Registry::new(n, MAX_WORKERS, self.spin);
+        let mut threads = Threads {
             handles: Vec::with_capacity(n),
+            name: self.name,
+            stack_size: self.stack_size,
         };
+        let mut failed = None;
         for seed in seeds {
-            let index = seed.index;
-            let b = std::thread::Builder::new()
-                .name((self.name)(index))
-                .stack_size(self.stack_size);
-            let reg = reg.clone();
-            match b.spawn(move || reg.run_engine(seed)) {
-                Ok(h) => pool.handles.push(h),
-                // Dropping `pool` shuts down the engines started so far.
-                Err(source) => return Err(BuildError::Spawn { index, source }),
+            if failed.is_some() {
+                reg.unspawned(seed);
+                continue;
+            }
+            if let Err((seed, source)) = threads.spawn(&reg, seed) {
+                failed = Some((seed.index, source));
+                reg.unspawned(seed);
             }
         }
-        Ok(pool)
+        let pool = Pool {
+            reg,
+            threads: Mutex::new(threads),
+        };
+        match failed {
+            // Dropping `pool` shuts down the engines started so far.
+            Some((index, source)) => Err(BuildError::Spawn { index, source }),
+            None => Ok(pool),
+        }
     }
 }
 
@@ -316,7 +369,7 @@ impl Pool {
         GLOBAL.get_or_init(Pool::new)
     }
 
-    /// Number of engines.
+    /// Number of engines (now: [`resize`](Self::resize) changes it).
     ///
     /// # Examples
     /// ```
@@ -367,9 +420,130 @@ impl Drop for Pool {
         if self.reg.current_engine().is_some() {
             return; // dropped from inside one of our own jobs: detach rather than self-join
         }
-        for h in self.handles.drain(..) {
+        let threads = self.threads.get_mut().unwrap_or_else(|e| e.into_inner());
+        for h in threads.handles.drain(..) {
             let _ = h.join();
         }
+    }
+}
+
+/// Why [`Pool::resize`] refused or did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum ResizeError {
+    /// `resize(0)`: a pool keeps at least one engine.
+    #[error("invalid argument `n`: a pool needs at least 1 engine, got 0")]
+    Zero,
+    /// More than [`MAX_WORKERS`] engines were asked for.
+    #[error("invalid argument `n`: {requested} is more than the maximum of {max} engines")]
+    TooMany {
+        /// The count asked for.
+        requested: usize,
+        /// [`MAX_WORKERS`].
+        max: usize,
+    },
+    /// The OS refused to start engine `index`'s thread: the pool has engines `0..index` now.
+    #[error("could not spawn engine thread {index} (the pool has {index} engines now): {source}")]
+    Spawn {
+        /// Which engine (also the pool's size now).
+        index: usize,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl Pool {
+    /// Sets the number of engines to `n` while the pool runs (Celery's `pool_grow`/`pool_shrink`
+    /// and Ray's autoscaling as one call, like `ThreadPoolExecutor::setCorePoolSize` in Java).
+    /// Engines keep their indices: growing adds engines `workers()..n`, shrinking removes
+    /// engines `n..workers()`, so `pool.direct()` always targets `0..workers()`.
+    ///
+    /// What happens to work in flight:
+    /// * **Nothing runs twice, nothing is lost.** A running chunk finishes; a map started
+    ///   before the resize keeps its plan (its chunks were cut for the old size) and every
+    ///   item still runs exactly once. Added engines take the next chunks of maps in flight
+    ///   whose offers to help are still queued, and all later work.
+    /// * **A removed engine** finishes its current job (with whatever it runs while that job
+    ///   waits), runs every [`DirectView`](crate::DirectView) call already queued for it,
+    ///   hands its own queued shareable work to the other engines, drops its
+    ///   [`EngineState`](crate::EngineState) values (a later access to one panics naming the
+    ///   engine, or is a [`ViewError::EngineRemoved`](crate::ViewError::EngineRemoved) from
+    ///   the `try_` calls), and parks: its thread (no CPU while parked) is reused when a later
+    ///   resize adds that index again (as a fresh engine, without the old state), and exits
+    ///   when the pool is dropped.
+    /// * **DirectView calls to a removed engine** are refused before anything runs (the
+    ///   panicking calls panic naming the engine); a call sent at the very moment the engine
+    ///   leaves fails as a panic of its items whose message names the engine. No call waits
+    ///   for an engine that is gone.
+    ///
+    /// **Waiting.** Called from outside the pool (any thread that is not one of its engines),
+    /// `resize` returns once added engines are started and removed engines have left (so their
+    /// state has been dropped). Called from inside a job of this pool it does not wait for
+    /// removals — the calling engine may be one of those removed, and it leaves only when its
+    /// job returns — so it never deadlocks; the removals complete on their own. Resizes are
+    /// serialised; the pool's count changes as soon as `resize` has readied the new engines.
+    ///
+    /// # Errors
+    /// [`ResizeError::Zero`] for `n == 0`, [`ResizeError::TooMany`] above [`MAX_WORKERS`]
+    /// (both before anything changes); [`ResizeError::Spawn`] if the OS refuses a thread (the
+    /// pool then has the engines started so far).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// let pool = Arc::new(parview::Pool::builder().workers(2).build().unwrap());
+    /// let p = pool.clone();
+    /// let running = std::thread::spawn(move || p.par_map(0..10_000u64, |i| i * i));
+    /// pool.resize(4).unwrap(); // two more engines join the map in flight and later work
+    /// assert_eq!(pool.workers(), 4);
+    /// let all = pool.direct(); // engines 0..4
+    /// let state = all.init(|e| e * 100);
+    /// pool.resize(1).unwrap(); // engines 1..4 finish their jobs and leave
+    /// assert_eq!(pool.workers(), 1);
+    /// assert_eq!(all.try_pull(&state), Err(parview::ViewError::EngineRemoved { engine: 1 }));
+    /// assert_eq!(pool.direct().pull(&state), vec![0]); // engine 0 kept its value
+    /// assert_eq!(running.join().unwrap()[9_999], 9_999 * 9_999);
+    /// assert!(matches!(pool.resize(0), Err(parview::ResizeError::Zero)));
+    /// ```
+    pub fn resize(&self, n: usize) -> Result<(), ResizeError> {
+        if n == 0 {
+            return Err(ResizeError::Zero);
+        }
+        if n > MAX_WORKERS {
+            return Err(ResizeError::TooMany {
+                requested: n,
+                max: MAX_WORKERS,
+            });
+        }
+        let removed = {
+            let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+            let old = self.reg.workers();
+            if n > old {
+                let mut seeds = self.reg.grow(n).into_iter();
+                while let Some(seed) = seeds.next() {
+                    if let Err((seed, source)) = threads.spawn(&self.reg, seed) {
+                        let index = seed.index;
+                        self.reg.unspawned(seed);
+                        seeds.for_each(|s| self.reg.unspawned(s));
+                        self.reg.set_active(index);
+                        return Err(ResizeError::Spawn { index, source });
+                    }
+                }
+                self.reg.set_active(n);
+                return Ok(());
+            }
+            self.reg.shrink(n)
+        };
+        if removed.is_empty() || self.reg.current_engine().is_some() {
+            return Ok(());
+        }
+        // Poll: leaving is rare and short; on an engine of another pool the wait runs that
+        // pool's work meanwhile (`wait_until`), so no cycle through pools can deadlock.
+        let left = || removed.clone().all(|w| !self.reg.leaving(w));
+        while !left() {
+            let deadline = std::time::Instant::now() + Duration::from_micros(200);
+            crate::registry::wait_until(&left, Some(deadline), Duration::ZERO);
+        }
+        Ok(())
     }
 }
 

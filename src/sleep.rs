@@ -89,12 +89,23 @@
 //! is weak on `SeqCst`). The cost on the hot path is one uncontended RMW per notification;
 //! engines touch `sleepers` only on their way to sleep.
 //!
+//! **Resizing.** Engines that `Pool::resize` removes are woken like mailbox work: the resize
+//! stores `RETIRING` in the engine's slot, then swaps its `state[w]` (`notify_one`); the
+//! engine's step 3 checks its `life`. Shared producers scan only the members `0..active`, so an
+//! engine already removed (it takes no shareable work) is not claimed for shared work; a leaving
+//! engine still counted in `sleepers` is woken by the resize and withdraws itself. One that
+//! took a shared wake-up anyway (claimed while still a member, or by borrowing the count as
+//! above) passes it on: as it starts to leave, if it sees shared work it wakes a member. Engines
+//! added later get their slot before they become members. See `registry.rs`, "Engines added
+//! and removed".
+//!
 //! The same flag/unpark pair wakes an engine that is blocked on a latch (a nested parallel call
 //! waiting for its helpers): the latch setter unparks that engine directly, and the engine's
 //! step 3 checks its latch too.
 
 use crate::sync::{AtomicUsize, Ordering, Unparker};
 use crossbeam_utils::CachePadded;
+use std::sync::OnceLock;
 
 /// `state[w]`: awake (running, spinning, or looking).
 const AWAKE: usize = 0;
@@ -112,26 +123,40 @@ struct Slot {
 }
 
 /// Shared sleep state of a pool: one slot per engine plus the `sleepers` counter.
+///
+/// Slots are created on demand up to a capacity (engines added by `Pool::resize` get theirs
+/// when they are first started) and never removed, so `slot(w)` is a plain load for every
+/// engine that ever existed. Shared producers scan only the first `active` slots (the engines
+/// a resize left in the pool); see `registry.rs`, "Engines added and removed".
 pub(crate) struct Sleep {
     sleepers: CachePadded<AtomicUsize>,
-    slots: Box<[CachePadded<Slot>]>,
+    slots: Box<[OnceLock<Box<CachePadded<Slot>>>]>,
 }
 
 impl Sleep {
-    /// A sleep state for engines whose parkers hand out these unparkers (engine `i` = index `i`).
-    pub(crate) fn new(unparkers: Vec<Unparker>) -> Self {
+    /// A sleep state with room for `capacity` engines and none created yet.
+    pub(crate) fn new(capacity: usize) -> Self {
         Sleep {
             sleepers: CachePadded::new(AtomicUsize::new(0)),
-            slots: unparkers
-                .into_iter()
-                .map(|unparker| {
-                    CachePadded::new(Slot {
-                        state: AtomicUsize::new(AWAKE),
-                        unparker,
-                    })
-                })
-                .collect(),
+            slots: (0..capacity).map(|_| OnceLock::new()).collect(),
         }
+    }
+
+    /// Creates engine `w`'s slot (once, before the engine or any producer uses it), woken
+    /// through `unparker`.
+    pub(crate) fn add(&self, w: usize, unparker: Unparker) {
+        let _ = self.slots[w].set(Box::new(CachePadded::new(Slot {
+            state: AtomicUsize::new(AWAKE),
+            unparker,
+        })));
+    }
+
+    /// Engine `w`'s slot. Every index an engine or producer uses was created first.
+    #[inline]
+    fn slot(&self, w: usize) -> &Slot {
+        self.slots[w]
+            .get()
+            .expect("parview: sleep slot of an engine never started")
     }
 
     /// Engine side, steps 1–2: announce that engine `w` is about to park; `shared`: it will run
@@ -139,27 +164,29 @@ impl Sleep {
     /// [`cancel`](Self::cancel) or park.
     pub(crate) fn prepare(&self, w: usize, shared: bool) {
         if shared {
-            self.slots[w].state.swap(SHARED, Ordering::AcqRel);
+            self.slot(w).state.swap(SHARED, Ordering::AcqRel);
             self.sleepers.fetch_add(1, Ordering::AcqRel);
         } else {
-            self.slots[w].state.swap(MAILBOX_ONLY, Ordering::AcqRel);
+            self.slot(w).state.swap(MAILBOX_ONLY, Ordering::AcqRel);
         }
     }
 
     /// Engine side, step 5: withdraw (after finding work, or after waking). Idempotent.
     pub(crate) fn cancel(&self, w: usize) {
-        if self.slots[w].state.swap(AWAKE, Ordering::AcqRel) == SHARED {
+        if self.slot(w).state.swap(AWAKE, Ordering::AcqRel) == SHARED {
             self.sleepers.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
-    /// Producer side, after pushing `jobs` shareable jobs: wake up to `jobs` sleeping engines.
-    pub(crate) fn notify(&self, jobs: usize) {
+    /// Producer side, after pushing `jobs` shareable jobs: wake up to `jobs` sleeping engines
+    /// among the first `active` (engines a resize removed run no shareable work, so waking
+    /// one would waste the wake-up).
+    pub(crate) fn notify(&self, jobs: usize, active: usize) {
         if jobs == 0 || self.sleepers.fetch_add(0, Ordering::AcqRel) == 0 {
             return;
         }
         let mut woken = 0;
-        for w in 0..self.slots.len() {
+        for w in 0..active {
             if woken == jobs {
                 break;
             }
@@ -172,7 +199,7 @@ impl Sleep {
     /// Producer side, for work addressed to engine `w` alone (its mailbox), or for the event
     /// engine `w` waits for: goes by `w`'s state, never by the count (see "Mailbox work" above).
     pub(crate) fn notify_one(&self, w: usize) {
-        let slot = &self.slots[w];
+        let slot = self.slot(w);
         match slot.state.swap(AWAKE, Ordering::AcqRel) {
             AWAKE => {}
             prev => {
@@ -187,15 +214,24 @@ impl Sleep {
     /// Wake every engine, sleeping or not (shutdown). Safe to call any number of times.
     pub(crate) fn wake_all(&self) {
         for w in 0..self.slots.len() {
+            if self.slots[w].get().is_none() {
+                break; // slots are created in index order
+            }
             self.notify_one(w);
-            self.slots[w].unparker.unpark();
+            self.unpark(w);
         }
+    }
+
+    /// Unparks engine `w` whatever its state (an engine parked outside the protocol: one that
+    /// a resize removed, waiting to be added back).
+    pub(crate) fn unpark(&self, w: usize) {
+        self.slot(w).unparker.unpark();
     }
 
     /// Steps 3–4 of the shared producer for engine `w`: true if this call took `w` out of its
     /// sleep.
     fn claim(&self, w: usize) -> bool {
-        let slot = &self.slots[w];
+        let slot = self.slot(w);
         if slot.state.load(Ordering::Relaxed) == SHARED
             && slot
                 .state

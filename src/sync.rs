@@ -1,14 +1,18 @@
 //! The one switch between `std` and [loom](https://docs.rs/loom) primitives.
 //!
 //! Everything whose ordering we argue about (the sleep protocol in [`crate::sleep`], the
-//! completion latch, the engine loop in [`crate::registry`] with its deques and mailboxes and
-//! its thread-local engine context, `join`'s claim and completion flags) takes its atomics,
+//! completion latch, the engine loop in [`crate::registry`] with its deques, mailboxes, mailbox
+//! doors and engine lifecycle (resize) and its thread-local engine context, `join`'s claim and completion flags) takes its atomics,
 //! queues and parker from here, so that building with `RUSTFLAGS="--cfg loom"` model-checks
 //! the same code that ships. Same idea as
 //! crossbeam-utils' `mod primitive` and tokio's `src/loom/mod.rs`.
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// The mailbox door of an engine (`registry.rs`, "Engines added and removed").
+#[cfg(not(loom))]
+pub(crate) use std::sync::Mutex;
 
 #[cfg(not(loom))]
 pub(crate) use crossbeam_utils::sync::{Parker, Unparker};
@@ -21,6 +25,9 @@ pub(crate) use std::thread_local;
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::Mutex;
 
 #[cfg(loom)]
 pub(crate) use self::loom_parker::{Parker, Unparker};

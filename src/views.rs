@@ -48,6 +48,14 @@ pub enum ViewError {
         /// The repeated index.
         engine: usize,
     },
+    /// An engine the view targets, or whose [`EngineState`] value is asked for, was removed
+    /// by [`Pool::resize`] (its state was dropped with it; an engine added back later at the
+    /// same index is a fresh one, without that value).
+    #[error("engine {engine} was removed from the pool (Pool::resize); its state was dropped")]
+    EngineRemoved {
+        /// The removed engine.
+        engine: usize,
+    },
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -56,6 +64,15 @@ pub enum ViewError {
 ///
 /// The calling thread does not work on DirectView calls; it waits (spinning briefly, then
 /// sleeping), or — when it is itself an engine — runs other queued work meanwhile.
+///
+/// # Engines removed by a resize
+/// A view keeps the engine indices it was made with. Once [`Pool::resize`] has removed one of
+/// them, every call of the view panics before anything runs, with a message naming the engine
+/// (`try_apply` and `try_pull` return [`ViewError::EngineRemoved`] instead); an async call
+/// fails the same way through its [`AsyncResult`]. A call that reaches an engine at the very
+/// moment it leaves either runs there (it was queued before the engine closed its mailbox) or
+/// fails as a panic of its items whose message names the engine: it never waits for an
+/// engine that is gone. [`Pool::direct`] made after the resize targets the engines left.
 ///
 /// # Examples
 /// ```
@@ -84,16 +101,83 @@ pub struct DirectView<'p> {
 /// }
 /// assert_eq!(dv.pull(&counters), vec![5, 5]);
 /// ```
+///
+/// # Engines removed by a resize
+/// When [`Pool::resize`] removes an engine, the engine drops its value of every live
+/// `EngineState` as it leaves (after running the calls already queued for it). A later
+/// access to that value panics with a message naming the engine, or is a
+/// [`ViewError::EngineRemoved`] from [`DirectView::try_pull`] and [`DirectView::try_apply`].
+/// (Edge case: resizes made from inside jobs do not wait, so an engine can be removed and
+/// added back before it has left; a value created on it in that window is dropped too when it
+/// leaves, and shows in [`removed`](EngineState::removed).)
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+/// static DROPPED: AtomicUsize = AtomicUsize::new(0);
+/// struct Buf;
+/// impl Drop for Buf { fn drop(&mut self) { DROPPED.fetch_add(1, SeqCst); } }
+/// let pool = parview::Pool::builder().workers(3).build().unwrap();
+/// let bufs = pool.direct().init(|_| Buf);
+/// pool.resize(1).unwrap(); // engines 1 and 2 leave and drop their `Buf`
+/// assert_eq!(DROPPED.load(SeqCst), 2);
+/// let e = pool.direct_to(&[0]).unwrap().try_apply(|e| e).unwrap();
+/// assert_eq!(e, vec![0]);
+/// assert_eq!(bufs.removed(), vec![1, 2]);
+/// ```
 pub struct EngineState<S> {
+    inner: Arc<StateInner<S>>,
+}
+
+/// The values behind an [`EngineState`]; the pool keeps a weak reference to drop the values
+/// of engines that leave.
+struct StateInner<S> {
     pool_id: usize,
     engines: Vec<usize>,
-    slots: Box<[CachePadded<Mutex<Option<S>>>]>,
+    slots: Box<[CachePadded<Mutex<Value<S>>>]>,
+}
+
+/// One engine's value.
+enum Value<S> {
+    /// Not created (yet).
+    Empty,
+    Here(S),
+    /// Dropped with its engine.
+    Removed,
+}
+
+impl<S> Value<S> {
+    /// The value of engine `e`; panics naming the engine if it was removed.
+    fn get(&mut self, e: usize) -> &mut S {
+        match self {
+            Value::Here(s) => s,
+            Value::Removed => panic!("parview: {}", ViewError::EngineRemoved { engine: e }),
+            Value::Empty => panic!(
+                "parview: invalid argument `state`: engine {e} has no value (it was not created there)"
+            ),
+        }
+    }
+}
+
+impl<S: Send> crate::registry::EngineValues for StateInner<S> {
+    fn drop_engine(&self, w: usize) -> Result<(), String> {
+        let Some(slot) = self.slots.get(w) else {
+            return Ok(());
+        };
+        let old = {
+            let mut v = slot.lock().unwrap_or_else(|e| e.into_inner());
+            match &*v {
+                Value::Here(_) => std::mem::replace(&mut *v, Value::Removed),
+                _ => return Ok(()),
+            }
+        };
+        crate::unwind::catch(move || drop(old)).map_err(|m| m.to_string())
+    }
 }
 
 impl<S> std::fmt::Debug for EngineState<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EngineState")
-            .field("engines", &self.engines)
+            .field("engines", &self.inner.engines)
             .finish()
     }
 }
@@ -108,10 +192,34 @@ impl<S> EngineState<S> {
     /// assert_eq!(st.engines(), &[2, 0]);
     /// ```
     pub fn engines(&self) -> &[usize] {
-        &self.engines
+        &self.inner.engines
+    }
+
+    /// The engines of [`engines`](Self::engines) whose value was dropped because
+    /// [`Pool::resize`] removed them, in that order.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let st = pool.direct().init(|e| e);
+    /// assert!(st.removed().is_empty());
+    /// pool.resize(1).unwrap();
+    /// assert_eq!(st.removed(), vec![1]);
+    /// ```
+    pub fn removed(&self) -> Vec<usize> {
+        self.inner
+            .engines
+            .iter()
+            .copied()
+            .filter(|&e| matches!(*self.slot(e), Value::Removed))
+            .collect()
     }
 
     /// The values, in [`engines`](Self::engines) order.
+    ///
+    /// # Panics
+    /// If an engine's value was dropped because [`Pool::resize`] removed it (the message
+    /// names the engine; [`removed`](Self::removed) tells beforehand).
     ///
     /// # Examples
     /// ```
@@ -120,24 +228,27 @@ impl<S> EngineState<S> {
     /// assert_eq!(st.into_values(), vec!["engine 0", "engine 1"]);
     /// ```
     pub fn into_values(self) -> Vec<S> {
-        let EngineState { engines, slots, .. } = self;
-        let mut slots: Vec<_> = slots
-            .into_vec()
-            .into_iter()
-            .map(|m| {
-                m.into_inner()
-                    .into_inner()
-                    .unwrap_or_else(|e| e.into_inner())
-            })
-            .collect();
+        // The pool holds only a weak reference (upgraded for a moment while an engine
+        // leaves), so the values are taken through their locks rather than by unwrapping.
+        if let Some(e) = self.removed().first() {
+            panic!("parview: {}", ViewError::EngineRemoved { engine: *e });
+        }
+        let engines = self.inner.engines.clone();
         engines
             .iter()
-            .map(|&e| slots[e].take().expect("state present"))
+            .map(
+                |&e| match std::mem::replace(&mut *self.slot(e), Value::Empty) {
+                    Value::Here(s) => s,
+                    _ => panic!("parview: {}", ViewError::EngineRemoved { engine: e }),
+                },
+            )
             .collect()
     }
 
-    fn slot(&self, engine: usize) -> std::sync::MutexGuard<'_, Option<S>> {
-        self.slots[engine].lock().unwrap_or_else(|e| e.into_inner())
+    fn slot(&self, engine: usize) -> std::sync::MutexGuard<'_, Value<S>> {
+        self.inner.slots[engine]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -193,6 +304,7 @@ impl<'p> DirectView<'p> {
         R: Send,
         F: Fn(usize) -> R + Sync,
     {
+        self.live_or_panic();
         let t = &self.targets;
         self.run(0..t.len(), |k| f(t[k]), None)
             .unwrap_or_else(|e| raise(e, t.len()))
@@ -215,6 +327,7 @@ impl<'p> DirectView<'p> {
         R: Send,
         F: Fn(I::Item) -> R + Sync,
     {
+        self.live_or_panic();
         let input = input.into_map_input();
         let n = input.len();
         self.run(Passthrough(input), f, None)
@@ -238,6 +351,7 @@ impl<'p> DirectView<'p> {
         R: Send,
         F: Fn(I::Item) -> R + Sync,
     {
+        self.live_or_panic();
         let input = input.into_map_input();
         let n = input.len();
         with_timeline(
@@ -290,6 +404,7 @@ impl<'p> DirectView<'p> {
         R: Send,
         F: Fn(usize, &[T]) -> R + Sync,
     {
+        self.live_or_panic();
         let (n, p, t) = (data.len(), self.targets.len(), &self.targets);
         self.run(0..p, |k| f(t[k], &data[static_block(n, p, k)]), None)
             .unwrap_or_else(|e| raise(e, p))
@@ -312,34 +427,125 @@ impl<'p> DirectView<'p> {
     /// ```
     pub fn init<S, F>(&self, init: F) -> EngineState<S>
     where
-        S: Send,
+        S: Send + 'static,
         F: Fn(usize) -> S + Sync,
     {
-        let slots: Box<[CachePadded<Mutex<Option<S>>>]> = (0..self.pool.workers())
-            .map(|_| CachePadded::new(Mutex::new(None)))
+        self.live_or_panic();
+        let size = self.targets.iter().max().map_or(0, |m| m + 1);
+        let slots: Box<[CachePadded<Mutex<Value<S>>>]> = (0..size)
+            .map(|_| CachePadded::new(Mutex::new(Value::Empty)))
             .collect();
         let state = EngineState {
-            pool_id: self.pool.reg.id(),
-            engines: self.targets.clone(),
-            slots,
+            inner: Arc::new(StateInner {
+                pool_id: self.pool.reg.id(),
+                engines: self.targets.clone(),
+                slots,
+            }),
         };
-        self.apply(|e| *state.slot(e) = Some(init(e)));
+        let weak: std::sync::Weak<StateInner<S>> = Arc::downgrade(&state.inner);
+        self.pool.reg.track_values(weak);
+        self.apply(|e| *state.slot(e) = Value::Here(init(e)));
         state
     }
 
-    fn check_state<S>(&self, state: &EngineState<S>) {
+    /// `Err(EngineRemoved)` for the first target that is no longer an engine of the pool.
+    fn live(&self) -> Result<(), ViewError> {
+        match self.targets.iter().find(|&&e| !self.pool.reg.is_member(e)) {
+            Some(&engine) => Err(ViewError::EngineRemoved { engine }),
+            None => Ok(()),
+        }
+    }
+
+    fn live_or_panic(&self) {
+        if let Err(e) = self.live() {
+            panic!("parview: invalid argument `self`: {e}");
+        }
+    }
+
+    /// Checks that `state` fits the view: `Err` for a removed engine's value.
+    ///
+    /// # Panics
+    /// If `state` belongs to another pool or lacks a targeted engine (naming `state`).
+    fn try_check_state<S>(&self, state: &EngineState<S>) -> Result<(), ViewError> {
         assert_eq!(
-            state.pool_id,
+            state.inner.pool_id,
             self.pool.reg.id(),
             "parview: invalid argument `state`: it belongs to another pool"
         );
         for &e in &self.targets {
             assert!(
-                state.engines.contains(&e),
+                state.inner.engines.contains(&e),
                 "parview: invalid argument `state`: engine {e} has no value (the state lives on engines {:?})",
-                state.engines
+                state.inner.engines
             );
+            if matches!(*state.slot(e), Value::Removed) {
+                return Err(ViewError::EngineRemoved { engine: e });
+            }
         }
+        Ok(())
+    }
+
+    fn check_state<S>(&self, state: &EngineState<S>) {
+        if let Err(e) = self.try_check_state(state) {
+            panic!("parview: invalid argument `state`: {e}");
+        }
+    }
+
+    /// [`apply`](Self::apply), or `Err` naming the first targeted engine that a
+    /// [`Pool::resize`] removed (then nothing runs).
+    ///
+    /// # Errors
+    /// [`ViewError::EngineRemoved`].
+    ///
+    /// # Panics
+    /// As [`apply`](Self::apply); also if an engine is removed between the check and the call
+    /// reaching it (the message names the engine).
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(2).build().unwrap();
+    /// let dv = pool.direct();
+    /// assert_eq!(dv.try_apply(|e| e + 1).unwrap(), vec![1, 2]);
+    /// pool.resize(1).unwrap();
+    /// let e = dv.try_apply(|e| e + 1).unwrap_err();
+    /// assert_eq!(e, parview::ViewError::EngineRemoved { engine: 1 });
+    /// ```
+    pub fn try_apply<R, F>(&self, f: F) -> Result<Vec<R>, ViewError>
+    where
+        R: Send,
+        F: Fn(usize) -> R + Sync,
+    {
+        self.live()?;
+        Ok(self.apply(f))
+    }
+
+    /// [`pull`](Self::pull), or `Err` naming the first targeted engine whose value was dropped
+    /// because a [`Pool::resize`] removed it.
+    ///
+    /// # Errors
+    /// [`ViewError::EngineRemoved`].
+    ///
+    /// # Panics
+    /// As [`pull`](Self::pull) for a `state` of another pool or without a targeted engine.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = parview::Pool::builder().workers(3).build().unwrap();
+    /// let dv = pool.direct();
+    /// let st = dv.init(|e| e * 2);
+    /// assert_eq!(dv.try_pull(&st).unwrap(), vec![0, 2, 4]);
+    /// pool.resize(2).unwrap();
+    /// assert_eq!(dv.try_pull(&st), Err(parview::ViewError::EngineRemoved { engine: 2 }));
+    /// ```
+    pub fn try_pull<S: Clone>(&self, state: &EngineState<S>) -> Result<Vec<S>, ViewError> {
+        self.try_check_state(state)?;
+        self.targets
+            .iter()
+            .map(|&e| match &*state.slot(e) {
+                Value::Here(s) => Ok(s.clone()),
+                _ => Err(ViewError::EngineRemoved { engine: e }),
+            })
+            .collect()
     }
 
     /// Runs `f(engine, &mut value)` on each targeted engine with that engine's own value.
@@ -363,7 +569,8 @@ impl<'p> DirectView<'p> {
         F: Fn(usize, &mut S) -> R + Sync,
     {
         self.check_state(state);
-        self.apply(|e| f(e, state.slot(e).as_mut().expect("checked")))
+        self.live_or_panic();
+        self.apply(|e| f(e, state.slot(e).get(e)))
     }
 
     /// Static map where engine `targets[k]` runs block `k` with `&mut` its own value.
@@ -389,6 +596,7 @@ impl<'p> DirectView<'p> {
         F: Fn(&mut S, I::Item) -> R + Sync,
     {
         self.check_state(state);
+        self.live_or_panic();
         let input = input.into_map_input();
         let n = input.len();
         let slots = EngineSlots {
@@ -418,11 +626,8 @@ impl<'p> DirectView<'p> {
     /// assert_eq!(dv.pull(&st), vec![0, 1]);
     /// ```
     pub fn pull<S: Clone>(&self, state: &EngineState<S>) -> Vec<S> {
-        self.check_state(state);
-        self.targets
-            .iter()
-            .map(|&e| state.slot(e).clone().expect("checked"))
-            .collect()
+        self.try_pull(state)
+            .unwrap_or_else(|e| panic!("parview: invalid argument `state`: {e}"))
     }
 
     /// Splits `data` into one contiguous piece per targeted engine (sizes differing by at most
@@ -436,7 +641,7 @@ impl<'p> DirectView<'p> {
     /// assert_eq!(dv.pull(&pieces), vec![vec![1, 2], vec![3]]);
     /// assert_eq!(dv.gather(&pieces), vec![1, 2, 3]);
     /// ```
-    pub fn scatter<T: Clone + Send + Sync>(&self, data: &[T]) -> EngineState<Vec<T>> {
+    pub fn scatter<T: Clone + Send + Sync + 'static>(&self, data: &[T]) -> EngineState<Vec<T>> {
         let (n, p) = (data.len(), self.targets.len());
         let t = &self.targets;
         self.init(|e| {
@@ -1218,8 +1423,9 @@ impl<S: Send> SlotState for EngineSlots<'_, S> {
     type S = S;
     fn with<T>(&self, slot: Option<usize>, f: impl FnOnce(&mut S) -> T) -> T {
         let k = slot.expect("engine state is used by directed maps only");
-        let mut guard = self.state.slot(self.targets[k]);
-        f(guard.as_mut().expect("checked by check_state"))
+        let e = self.targets[k];
+        let mut guard = self.state.slot(e);
+        f(guard.get(e))
     }
 }
 

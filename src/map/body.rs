@@ -167,6 +167,9 @@ pub(crate) trait Work: Sync {
     fn inline_first(&self, workers: usize) -> bool;
     /// Run static slot `slot` (directed work).
     fn run_slot(&self, lane: Lane, slot: usize);
+    /// Static slot `slot` will not run (its engine left the pool): its items become holes
+    /// that fail with `message`.
+    fn abandon_slot(&self, slot: usize, message: &str);
     /// Stop: no new chunk starts.
     fn stop(&self);
 }
@@ -389,9 +392,21 @@ where
             return;
         }
         let t0 = Instant::now();
-        let items = self
-            .state
-            .with(Some(slot), |st| self.run_chunk(r.clone(), st));
+        // `with` itself panics only before the closure runs (the slot's engine state was
+        // dropped with its engine, `views.rs`): then no item ran and the slot is abandoned.
+        let run = panic::catch_unwind(AssertUnwindSafe(|| {
+            self.state
+                .with(Some(slot), |st| self.run_chunk(r.clone(), st))
+        }));
+        let items = match run {
+            Ok(items) => items,
+            Err(payload) => {
+                let message = crate::unwind::panic_message(&*payload);
+                crate::unwind::drop_payload(payload);
+                self.abandon_slot(slot, &message);
+                return;
+            }
+        };
         if !self.sink.chunk_done(r.clone()) {
             self.disp.stop();
         }
@@ -400,6 +415,18 @@ where
             t.chunk(lane, r, t0, Instant::now(), items, false, &mut local);
             t.flush(local);
         }
+    }
+
+    fn abandon_slot(&self, slot: usize, message: &str) {
+        let r = self.disp.block(slot);
+        if r.is_empty() {
+            return;
+        }
+        let mut rep = self.report();
+        rep.note_panic(r.start, message.to_string());
+        rep.panicked += r.len() - 1;
+        rep.untaken.push(r.clone());
+        rep.holes.push(r);
     }
 
     fn stop(&self) {

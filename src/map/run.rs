@@ -233,6 +233,12 @@ impl Participate for Borrowed {
         unsafe { &*self.body }.run_slot(Lane::Engine(engine), slot);
         self.finish();
     }
+
+    fn abandon(&self, engine: usize, slot: usize) {
+        // SAFETY: as in `run_slot`: the slot is pre-entered.
+        unsafe { &*self.body }.abandon_slot(slot, &registry::removed_message(engine));
+        self.finish();
+    }
 }
 
 /// Runs `body` to completion on `reg` and returns when every participant has left.
@@ -301,7 +307,12 @@ fn run_borrowed<W: Work>(reg: &Registry, body: &W, units: usize, placement: Plac
         }
         Placement::Directed(targets) => {
             for (slot, &engine) in targets.iter().enumerate() {
-                reg.push_directed(engine, Job::Directed(shared.clone(), slot));
+                if reg
+                    .push_directed(engine, Job::Directed(shared.clone(), slot))
+                    .is_err()
+                {
+                    shared.abandon(engine, slot);
+                }
             }
         }
     }
@@ -583,6 +594,12 @@ where
         self.body.run_slot(Lane::Engine(engine), slot);
         self.finish();
     }
+
+    fn abandon(&self, engine: usize, slot: usize) {
+        self.body
+            .abandon_slot(slot, &registry::removed_message(engine));
+        self.finish();
+    }
 }
 
 impl<In, F, S, R, O> AsyncCore<O::T> for AsyncMap<In, F, O, S, R>
@@ -689,7 +706,12 @@ where
         }
         Placement::Directed(targets) => {
             for (slot, &e) in targets.iter().enumerate() {
-                reg.push_directed(e, Job::Directed(map.clone(), slot));
+                if reg
+                    .push_directed(e, Job::Directed(map.clone(), slot))
+                    .is_err()
+                {
+                    map.abandon(e, slot);
+                }
             }
         }
     }
