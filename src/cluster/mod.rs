@@ -69,9 +69,11 @@
 //! }
 //! ```
 
+mod background;
 mod balanced;
 mod direct;
 
+pub use background::{ClusterAsyncResult, ClusterImapUnordered};
 pub use balanced::{AbortHandle, ClusterMapError, ClusterView, MapReport, RankLoad};
 pub use direct::{ClusterDirectView, RankState};
 
@@ -87,7 +89,7 @@ use std::any::Any;
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Once, OnceLock};
+use std::sync::{Arc, Once, OnceLock};
 use std::thread::{self, ThreadId};
 
 use ::mpi::collective::{CommunicatorCollectives, Root};
@@ -159,10 +161,11 @@ pub enum ClusterError {
     /// The MPI library cannot give the threading level the cluster needs.
     #[error(
         "the MPI library provides threading level {provided}, parview::cluster needs at \
-         least Funneled (MPI calls from the main thread while pool threads compute)"
+         least Serialized (MPI calls from the cluster's thread, or from the driver thread of \
+         a map_async/imap_unordered while it runs, never from two threads at once)"
     )]
     ThreadingUnsupported {
-        /// The level MPI provided (`Single`).
+        /// The level MPI provided (`Single` or `Funneled`).
         provided: String,
     },
     /// The launcher started `launcher_size` processes but MPI sees a world of
@@ -385,7 +388,7 @@ fn payload_str(payload: &(dyn Any + Send)) -> &str {
         .unwrap_or("<non-string panic payload>")
 }
 
-fn rank_label() -> String {
+pub(super) fn rank_label() -> String {
     format!(
         "rank {} of {}",
         RANK.load(Ordering::SeqCst),
@@ -394,7 +397,7 @@ fn rank_label() -> String {
 }
 
 /// Aborts the whole MPI job (all ranks) with exit code 1.
-fn abort_job() -> ! {
+pub(super) fn abort_job() -> ! {
     SimpleCommunicator::world().abort(1)
 }
 
@@ -511,15 +514,19 @@ impl ClusterBuilder {
         self
     }
 
-    /// Initialises MPI (threading level Funneled) on the calling thread,
-    /// which becomes the only thread that may use the cluster, checks the
-    /// launcher, builds the local pool and installs the panic guard.
+    /// Initialises MPI (threading level Serialized) on the calling thread,
+    /// which becomes the thread that uses the cluster, checks the launcher,
+    /// builds the local pool and installs the panic guard. (Serialized, not
+    /// Funneled: a [`ClusterView::map_async`] drives its map from a
+    /// background thread; the cluster makes sure that thread and the
+    /// cluster's thread never call MPI at the same time.)
     ///
     /// # Errors
     ///
     /// * [`ClusterError::AlreadyInitialized`] if MPI was initialised before
     ///   in this process;
-    /// * [`ClusterError::ThreadingUnsupported`] if MPI offers only `Single`;
+    /// * [`ClusterError::ThreadingUnsupported`] if MPI offers less than
+    ///   `Serialized`;
     /// * [`ClusterError::LauncherMismatch`] if the launcher's job size differs
     ///   from MPI's world size (see [`check_launcher`]);
     /// * [`ClusterError::Pool`] if the local pool cannot be built.
@@ -533,9 +540,9 @@ impl ClusterBuilder {
     /// # Ok::<(), parview::cluster::ClusterError>(())
     /// ```
     pub fn build(self) -> Result<Cluster, ClusterError> {
-        let (universe, provided) = ::mpi::initialize_with_threading(Threading::Funneled)
+        let (universe, provided) = ::mpi::initialize_with_threading(Threading::Serialized)
             .ok_or(ClusterError::AlreadyInitialized)?;
-        if provided < Threading::Funneled {
+        if provided < Threading::Serialized {
             return Err(ClusterError::ThreadingUnsupported {
                 provided: format!("{provided:?}"),
             });
@@ -580,7 +587,8 @@ impl ClusterBuilder {
         world.all_gather_into(&mine, &mut all[..]);
         let rank_workers = all.into_iter().map(|w| w as usize).collect();
         Ok(Cluster {
-            pool,
+            pool: Arc::new(pool),
+            inflight: Arc::default(),
             world,
             rank,
             size,
@@ -594,10 +602,19 @@ impl ClusterBuilder {
 /// local [`Pool`]. Created once per process with [`Cluster::init`] or
 /// [`Cluster::builder`]; MPI is finalised when it is dropped.
 ///
-/// All methods must be called from the thread that created the cluster
-/// (MPI threading level Funneled). The collective methods (`scatter`,
-/// `gather`, `par_map`, `scatter_gather`, `map_reduce`, `all_map_reduce`,
-/// `barrier`) must be called by every rank, in the same order.
+/// All methods must be called from the thread that created the cluster. The
+/// collective methods (`scatter`, `gather`, `par_map`, `scatter_gather`,
+/// `map_reduce`, `all_map_reduce`, `barrier`, the views' maps) must be called
+/// by every rank, in the same order.
+///
+/// **A background map in flight.** While a [`ClusterView::map_async`] or
+/// [`ClusterView::imap_unordered`] runs, its driver thread owns MPI (threading
+/// level Serialized). Any other cluster call that talks to MPI — every
+/// collective, [`Cluster::world`], another map — first **blocks until that
+/// map has ended on this rank** (on the root: every result is in; elsewhere:
+/// the rank's part is served), then runs. Every rank applies the same rule,
+/// so collectives stay in the same order on all ranks: no deadlock, no
+/// concurrent MPI calls. Dropping the cluster waits the same way.
 ///
 /// If the cluster is dropped while its thread is panicking, the MPI job is
 /// aborted instead of finalised (finalising would wait for ranks that are
@@ -612,7 +629,9 @@ impl ClusterBuilder {
 /// println!("rank {} of {}, {} workers", cluster.rank(), cluster.size(), cluster.workers());
 /// ```
 pub struct Cluster {
-    pool: Pool,
+    pool: Arc<Pool>,
+    /// Set while a background map (`map_async`, `imap_unordered`) owns MPI.
+    inflight: Arc<background::InFlight>,
     world: SimpleCommunicator,
     rank: usize,
     size: usize,
@@ -634,6 +653,10 @@ impl std::fmt::Debug for Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if !thread::panicking() {
+            // A background map (its handle forgotten) ends before MPI is finalised.
+            self.inflight.settle();
+        }
         if thread::panicking() {
             eprintln!(
                 "parview: {} is unwinding from a panic; aborting the MPI job (MPI_Abort)",
@@ -742,7 +765,9 @@ impl Cluster {
     }
 
     /// The MPI world communicator, for calls this module does not wrap.
-    /// Use it only from the cluster's thread.
+    /// Use it only from the cluster's thread. Waits first until a background
+    /// map in flight ([`ClusterView::map_async`]) has ended on this rank;
+    /// do not keep the reference across a later `map_async`.
     ///
     /// # Example
     ///
@@ -753,6 +778,7 @@ impl Cluster {
     /// assert_eq!(c.world().size() as usize, c.size());
     /// ```
     pub fn world(&self) -> &SimpleCommunicator {
+        self.inflight.settle();
         &self.world
     }
 
@@ -765,7 +791,7 @@ impl Cluster {
     /// c.barrier();
     /// ```
     pub fn barrier(&self) {
-        self.world.barrier();
+        self.world().barrier();
     }
 
     /// The load-balanced view: maps whose chunks the root hands out on demand to every rank,
@@ -863,8 +889,10 @@ impl Cluster {
         }
     }
 
+    /// The root process, after any background map in flight has ended on this rank (every
+    /// collective of this module goes through here or [`Cluster::world`]).
     fn root(&self) -> ::mpi::topology::Process<'_> {
-        self.world.process_at_rank(ROOT)
+        self.world().process_at_rank(ROOT)
     }
 
     /// Broadcasts the root's `len` to every rank.
