@@ -19,6 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Mutex;
@@ -185,12 +186,72 @@ fn mpi_child() {
                 Vec::new()
             };
             let rank = c.rank();
-            let _ = c.par_map(&data, |x| {
-                if rank == 1 {
-                    panic!("deliberate test panic in a worker");
+            // The panic comes back to the root (a panic there, after every rank agreed).
+            let caught = |r: std::thread::Result<Option<Vec<f64>>>, want: &str| match r {
+                Err(p) => {
+                    let m = p.downcast_ref::<String>().cloned().unwrap_or_default();
+                    verdict(c.is_root() && m.contains(want)).to_string()
                 }
-                x + 1.0
-            });
+                Ok(None) => "none".to_string(),
+                Ok(Some(_)) => "BAD".to_string(),
+            };
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                c.par_map(&data, |x| {
+                    if rank == 1 {
+                        panic!("deliberate test panic in a worker");
+                    }
+                    x + 1.0
+                })
+            }));
+            say(format!(
+                "par_map_panic={}",
+                caught(
+                    r,
+                    "item 32 panicked on rank 1: deliberate test panic in a worker"
+                )
+            ));
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                c.scatter_gather(&data, |start, piece| {
+                    if start >= 32 {
+                        panic!("deliberate piece panic");
+                    }
+                    piece.to_vec()
+                })
+            }));
+            say(format!(
+                "scatter_gather_panic={}",
+                caught(r, "panicked on rank 1: deliberate piece panic")
+            ));
+            let leaf_panic = |i: usize| {
+                if i == 537 {
+                    panic!("deliberate leaf panic");
+                }
+                i as f64
+            };
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                c.map_reduce(0..1000, 10, leaf_panic, add)
+            }));
+            let r = r.map(|v| v.map(|x| vec![x]));
+            say(format!(
+                "map_reduce_panic={}",
+                caught(r, "leaf 53 (items 530..540) panicked on rank")
+            ));
+            // all_map_reduce: every rank panics with the same message.
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                c.all_map_reduce(0..1000, 10, leaf_panic, add)
+            }));
+            let ok = match r {
+                Err(p) => p
+                    .downcast_ref::<String>()
+                    .is_some_and(|m| m.contains("deliberate leaf panic")),
+                Ok(_) => false,
+            };
+            say(format!("all_map_reduce_panic={}", verdict(ok)));
+            // The cluster stays usable.
+            let again = c.par_map(&data, |x| x * 2.0);
+            if let Some(v) = again {
+                say(format!("par_map_after={}", verdict(v == vec![2.0; 64])));
+            }
             say("survived=yes".into());
         }
         "hang" => {
@@ -1212,8 +1273,28 @@ fn check_abort(case: &str, what: &str) {
 
 #[test]
 fn panicking_rank_aborts_the_job() {
-    check_abort("panic_worker", "deliberate test panic in a worker");
     check_abort("panic_main", "deliberate test panic on the main thread");
+}
+
+#[test]
+fn panics_in_the_fast_path_and_reductions_come_back_to_the_root() {
+    let o = run_ok(2, "panic_worker", &[("PARVIEW_WORKERS", "2")]);
+    for key in [
+        "par_map_panic",
+        "scatter_gather_panic",
+        "map_reduce_panic",
+        "par_map_after",
+    ] {
+        assert_eq!(o.root(key), "ok", "{key}\n{}", o.dump());
+    }
+    let ranks = o.ranks();
+    for key in ["par_map_panic", "scatter_gather_panic", "map_reduce_panic"] {
+        assert_eq!(ranks[&1][key], "none", "{key} on rank 1\n{}", o.dump());
+    }
+    for (r, kv) in &ranks {
+        assert_eq!(kv["all_map_reduce_panic"], "ok", "rank {r}\n{}", o.dump());
+        assert_eq!(kv["survived"], "yes", "rank {r}\n{}", o.dump());
+    }
 }
 
 #[test]

@@ -21,6 +21,7 @@
 //!   engine skips the items left in its chunks; the chunks out come back `Cancelled`.
 //! * A handle may be leaked: the cluster's `Drop` waits for the driver before finalising MPI.
 
+use std::cell::Cell;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +37,11 @@ use super::{AbortHandle, Cluster, ClusterMapError, ClusterView, abort_job, paylo
 use crate::Timings;
 use crate::map::Tracker;
 use crate::timeline::Timeline;
+
+thread_local! {
+    /// Set on a background map's driver thread: the panic hook treats it as an MPI thread.
+    pub(super) static DRIVER: Cell<bool> = const { Cell::new(false) };
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -519,6 +525,7 @@ impl<'c> ClusterView<'c> {
         let label = self.label().map(str::to_owned);
         let job = move || {
             let _guard = guard; // dropped last: MPI is free once everything below is done
+            let was_driver = DRIVER.with(|d| d.replace(true));
             let ran = panic::catch_unwind(AssertUnwindSafe(|| {
                 if node.rank == 0 {
                     let opts = RunOpts {
@@ -551,8 +558,13 @@ impl<'c> ClusterView<'c> {
                     abort_job()
                 }
             }
+            DRIVER.with(|d| d.set(was_driver));
             // The user's items and closure: a panicking Drop must not take the rank down.
-            if panic::catch_unwind(AssertUnwindSafe(move || drop(work))).is_err() {
+            if super::balanced::catching(|| {
+                panic::catch_unwind(AssertUnwindSafe(move || drop(work)))
+            })
+            .is_err()
+            {
                 eprintln!("parview: dropping a background cluster map's closure panicked");
             }
         };

@@ -299,8 +299,21 @@ struct DoneMsg<O> {
     out: O,
 }
 
+/// Runs `f` with this thread marked as running user code whose panics are caught (the hook
+/// then reports them instead of aborting the job).
+pub(super) fn catching<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CATCHING.with(|c| c.set(self.0));
+        }
+    }
+    let _reset = Reset(CATCHING.with(|c| c.replace(true)));
+    f()
+}
+
 /// Runs one user item, catching its panic as a message.
-fn catch_item<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+pub(super) fn catch_item<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     CATCHING.with(|c| c.set(true));
     let r = panic::catch_unwind(AssertUnwindSafe(f));
     CATCHING.with(|c| c.set(false));

@@ -83,16 +83,17 @@ pub use ::mpi;
 
 // Pool / reducer imports: the only lines that depend on the rest of the crate.
 use crate::reduce::tree_reduce;
-use crate::{Pool, Schedule};
+use crate::{MapError, Pool, Schedule};
 
 use std::any::Any;
+use std::convert::Infallible;
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Once, OnceLock};
 use std::thread::{self, ThreadId};
 
-use ::mpi::collective::{CommunicatorCollectives, Root};
+use ::mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
 use ::mpi::datatype::{Partition, PartitionMut};
 use ::mpi::environment::Universe;
 use ::mpi::topology::{Communicator, SimpleCommunicator};
@@ -401,8 +402,10 @@ pub(super) fn abort_job() -> ! {
     SimpleCommunicator::world().abort(1)
 }
 
+/// The thread that created the cluster, or a background map's driver thread: a panic there
+/// (outside user code) would leave the other ranks waiting, so the hook aborts the job.
 fn on_mpi_thread() -> bool {
-    MPI_THREAD.get() == Some(&thread::current().id())
+    MPI_THREAD.get() == Some(&thread::current().id()) || background::DRIVER.with(|d| d.get())
 }
 
 /// Installs (once) a panic hook that, while a Cluster is alive, prints the
@@ -436,8 +439,9 @@ fn install_panic_hook() {
                 abort_job();
             }
             eprintln!(
-                "parview: {} panicked on thread {:?}: {msg}{at}; the MPI job aborts when \
-                 the panic reaches the rank's main thread",
+                "parview: {} panicked on thread {:?}: {msg}{at} (a cluster map reports it \
+                 to the root; any other panic aborts the MPI job when it reaches the rank's \
+                 main thread)",
                 rank_label(),
                 thread::current().name().unwrap_or("<unnamed>")
             );
@@ -446,6 +450,17 @@ fn install_panic_hook() {
     });
 }
 
+/// Panics on this rank with `message` (printed first, with the rank): a user's panic that
+/// came back from the ranks, after every rank has finished the collective. Uses
+/// `resume_unwind`, so the hook does not abort the job: the caller may catch it and go on
+/// using the cluster. (Uncaught, it unwinds out of the program and the cluster's `Drop`
+/// aborts the job.)
+fn raise(message: String) -> ! {
+    eprintln!("parview: {}: {message}", rank_label());
+    panic::resume_unwind(Box::new(message))
+}
+
+#[allow(dead_code)] // unused since the maps return panics to the root; kept for other modules
 /// Runs `body` on the MPI thread; a panic that arrives without the hook
 /// having aborted (re-raised with `resume_unwind` by a pool) aborts the job.
 fn guard<T>(what: &str, body: impl FnOnce() -> T) -> T {
@@ -927,6 +942,14 @@ impl Cluster {
     where
         T: Equivalence + Default + Clone,
     {
+        self.scatter_n(data_on_root).0
+    }
+
+    /// [`Cluster::scatter`] that also returns the root's length, on every rank.
+    fn scatter_n<T>(&self, data_on_root: &[T]) -> (Vec<T>, usize)
+    where
+        T: Equivalence + Default + Clone,
+    {
         let n = self.broadcast_len(data_on_root.len());
         let (counts, displs) = counts_displs(n, self.size);
         let mut local = vec![T::default(); partition(n, self.size, self.rank).len()];
@@ -937,7 +960,7 @@ impl Cluster {
         } else {
             self.root().scatter_varcount_into(&mut local[..]);
         }
-        local
+        (local, n)
     }
 
     /// Gathers every rank's `local` (any length, including 0) to the root,
@@ -1025,20 +1048,63 @@ impl Cluster {
         R: Equivalence + Default + Clone + Send,
         F: Fn(&T) -> R + Sync,
     {
-        let local = self.scatter(data_on_root);
-        let out = guard("Cluster::par_map", || {
+        let (local, n) = self.scatter_n(data_on_root);
+        let my = partition(n, self.size, self.rank);
+        // The pool catches the items' panics; this thread (which works on the map too) is
+        // marked so that the hook does not abort the job for one of them.
+        let out = balanced::catching(|| {
             self.pool
                 .schedule(Schedule::Adaptive)
-                .map(0..local.len(), |i| f(&local[i]))
+                .try_map(0..local.len(), |i| Ok::<R, Infallible>(f(&local[i])))
         });
-        let n = data_on_root.len(); // meaningful on the root only
-        if self.is_root() {
+        let (out, failed) = match out {
+            Ok(v) => (v, None),
+            Err(MapError::Panicked { index, message, .. }) => (
+                vec![R::default(); local.len()],
+                Some((my.start + index, message)),
+            ),
+            Err(e) => (
+                vec![R::default(); local.len()],
+                Some((my.start, e.to_string())),
+            ),
+        };
+        let gathered = if self.is_root() {
             let (counts, displs) = counts_displs(n, self.size);
             Some(self.gather_known(&out, &counts, &displs, n))
         } else {
             self.gather_known(&out, &[], &[], 0);
             None
+        };
+        if let Some((rank, index, message)) = self.agree_failures(failed) {
+            raise(format!(
+                "Cluster::par_map: item {index} panicked on rank {rank}: {message}"
+            ));
         }
+        gathered
+    }
+
+    /// Every rank's first failure `(global index, message)`; on the root, the lowest one
+    /// with its rank (`None` on the other ranks, and everywhere if nothing failed).
+    /// Collective: one small all-reduce, and a gather only if something failed.
+    fn agree_failures(&self, mine: Option<(usize, String)>) -> Option<(usize, usize, String)> {
+        let flag = u8::from(mine.is_some());
+        let mut any = 0u8;
+        self.world()
+            .all_reduce_into(&flag, &mut any, SystemOperation::max());
+        if any == 0 {
+            return None;
+        }
+        let bytes = postcard::to_allocvec(&mine).expect("an index and a message encode");
+        let all = self.gather_bytes(&bytes)?;
+        all.iter()
+            .enumerate()
+            .filter_map(|(rank, b)| {
+                postcard::from_bytes::<Option<(usize, String)>>(b)
+                    .ok()
+                    .flatten()
+                    .map(|(i, m)| (rank, i, m))
+            })
+            .min_by_key(|(_, i, _)| *i)
     }
 
     /// Scatter → map → gather by pieces: the root's input is split into one
@@ -1075,22 +1141,32 @@ impl Cluster {
         R: Equivalence + Default + Clone + Send,
         F: Fn(usize, &[T]) -> Vec<R> + Sync,
     {
-        let n = self.broadcast_len(data_on_root.len());
+        let (local, n) = self.scatter_n(data_on_root);
         let my = partition(n, self.size, self.rank);
-        let local = self.scatter(data_on_root);
         let parts = self.pool.workers().max(1);
-        let out: Vec<R> = guard("Cluster::scatter_gather", || {
-            self.pool
-                .schedule(Schedule::Dynamic(1))
-                .map(0..parts, |p| {
-                    let r = partition(local.len(), parts, p);
-                    f(my.start + r.start, &local[r])
-                })
-                .into_iter()
-                .flatten()
-                .collect()
+        let pieces = self.pool.schedule(Schedule::Dynamic(1)).map(0..parts, |p| {
+            let r = partition(local.len(), parts, p);
+            let start = my.start + r.start;
+            balanced::catch_item(|| f(start, &local[r])).map_err(|m| (start, m))
         });
-        self.gather(&out)
+        let mut failed: Option<(usize, String)> = None;
+        let mut out: Vec<R> = Vec::new();
+        for piece in pieces {
+            match piece {
+                Ok(v) => out.extend(v),
+                Err((start, message)) => {
+                    failed.get_or_insert((start, message));
+                }
+            }
+        }
+        let gathered = self.gather(&out);
+        if let Some((rank, index, message)) = self.agree_failures(failed) {
+            raise(format!(
+                "Cluster::scatter_gather: the piece starting at item {index} panicked on rank \
+                 {rank}: {message}"
+            ));
+        }
+        gathered
     }
 
     /// Leaf values of `range` cut into leaves of `leaf`, computed across the
@@ -1103,7 +1179,7 @@ impl Cluster {
         leaf: usize,
         map: &M,
         op: &O,
-    ) -> Option<Vec<R>>
+    ) -> Result<Option<Vec<R>>, String>
     where
         R: Serialize + DeserializeOwned + Send,
         M: Fn(usize) -> R + Sync,
@@ -1122,16 +1198,42 @@ impl Cluster {
         let values = self
             .load_balanced()
             .map_range(0..leaves, |l| leaf_value(range, leaf, l, map, op));
-        match values {
-            Ok(v) => v,
-            Err(e) => {
-                eprintln!(
-                    "parview: {} {what}: {e}; aborting the MPI job (MPI_Abort)",
-                    rank_label()
-                );
-                abort_job()
+        values.map_err(|e| match e {
+            ClusterMapError::Failed {
+                rank,
+                index,
+                message,
+            } => {
+                let items = Schedule::chunk(range.len(), leaf, index);
+                format!(
+                    "{what}: leaf {index} (items {}..{}) panicked on rank {rank}: {message}",
+                    range.start + items.start,
+                    range.start + items.end
+                )
             }
-        }
+            other => format!("{what}: {other}"),
+        })
+    }
+
+    /// [`Cluster::map_reduce`] with a failure as its message (root only).
+    fn try_map_reduce<R, M, O>(
+        &self,
+        what: &str,
+        range: Range<usize>,
+        leaf: usize,
+        map: M,
+        op: O,
+    ) -> Result<Option<R>, String>
+    where
+        R: Serialize + DeserializeOwned + Send,
+        M: Fn(usize) -> R + Sync,
+        O: Fn(R, R) -> R + Sync,
+    {
+        let Some(values) = self.leaf_values(what, &range, leaf, &map, &op)? else {
+            return Ok(None);
+        };
+        balanced::catch_item(|| tree_reduce(values, &op))
+            .map_err(|m| format!("{what}: combining the leaf values panicked on rank 0: {m}"))
     }
 
     /// Deterministic map-reduce over the index `range`, spread over all
@@ -1170,8 +1272,8 @@ impl Cluster {
         M: Fn(usize) -> R + Sync,
         O: Fn(R, R) -> R + Sync,
     {
-        let values = self.leaf_values("Cluster::map_reduce", &range, leaf, &map, &op)?;
-        guard("Cluster::map_reduce", || tree_reduce(values, &op))
+        self.try_map_reduce("Cluster::map_reduce", range, leaf, map, op)
+            .unwrap_or_else(|m| raise(m))
     }
 
     /// [`Cluster::map_reduce`] with the result on every rank (the root's
@@ -1201,27 +1303,27 @@ impl Cluster {
         M: Fn(usize) -> R + Sync,
         O: Fn(R, R) -> R + Sync,
     {
-        let total = self.map_reduce(range, leaf, map, op);
-        let bytes = total.as_ref().map(|t| {
-            postcard::to_allocvec(&Some(t)).unwrap_or_else(|e| {
-                eprintln!(
-                    "parview: {} Cluster::all_map_reduce: encoding the result failed: {e}; \
-                     aborting the MPI job (MPI_Abort)",
-                    rank_label()
-                );
-                abort_job()
+        let what = "Cluster::all_map_reduce";
+        let total = self.try_map_reduce(what, range, leaf, map, op);
+        // The root sends `Result<Option<R>, String>`: every rank returns alike or panics alike.
+        let bytes = self.is_root().then(|| {
+            let sent = match &total {
+                Ok(t) => postcard::to_allocvec(&Ok::<_, &str>(t.as_ref())),
+                Err(m) => postcard::to_allocvec(&Err::<Option<&R>, _>(m.as_str())),
+            };
+            sent.unwrap_or_else(|e| {
+                let m = format!("{what}: encoding the result failed on rank 0: {e}");
+                postcard::to_allocvec(&Err::<Option<&R>, _>(m.as_str())).expect("a message encodes")
             })
         });
-        let bytes = if self.is_root() {
-            Some(bytes.unwrap_or_else(|| postcard::to_allocvec(&None::<R>).expect("encodes")))
-        } else {
-            None
-        };
         let all = self.broadcast_bytes(bytes.as_deref());
-        if self.is_root() {
-            return total;
+        let received = postcard::from_bytes::<Result<Option<R>, String>>(&all)
+            .unwrap_or_else(|e| Err(format!("{what}: the root's result does not decode: {e}")));
+        match (total, received) {
+            (Ok(t), Ok(_)) if self.is_root() => t,
+            (_, Ok(t)) => t,
+            (_, Err(m)) => raise(m),
         }
-        postcard::from_bytes::<Option<R>>(&all).expect("the root's result decodes")
     }
 }
 
