@@ -1,17 +1,24 @@
 //! Scale-out over MPI with the same calls as the local pool (feature `mpi`).
 //!
-//! A [`Cluster`] is created once per process, on the thread that will make
-//! every MPI call (MPI threading level *Funneled*: only that thread talks to
-//! MPI, the local [`Pool`] threads only compute). Every rank runs the same
-//! program (SPMD); the collective methods must be called by **all** ranks in
-//! the same order:
+//! A [`Cluster`] is created once per process, on the thread that will use
+//! it. MPI is initialised with threading level *Serialized*: that thread
+//! makes the MPI calls, except while a background map
+//! ([`ClusterView::map_async`], [`ClusterView::imap_unordered`]) runs — then
+//! its driver thread does, and every other cluster call that talks to MPI
+//! waits until the map has ended on its rank (see [`Cluster`], "A background
+//! map in flight"), so two threads never call MPI at once; the local [`Pool`]
+//! threads only compute. Every rank runs the same program (SPMD); the
+//! collective methods must be called by **all** ranks in the same order:
 //!
 //! * [`Cluster::load_balanced`] — a [`ClusterView`]: maps whose chunks the root
 //!   hands out on demand to every rank (its own engines included), with the
 //!   local [`Schedule`] vocabulary, any `Serialize + DeserializeOwned` item and
 //!   result type, results on the root in input order, panics returned as
 //!   [`ClusterMapError::Failed`] naming rank and index, abort, progress bar
-//!   and a timeline with one lane per (rank, engine);
+//!   and a timeline with one lane per (rank, engine); in the background with
+//!   [`ClusterView::map_async`] (a [`ClusterAsyncResult`]: ready, wait, get,
+//!   progress, abort, timings) and [`ClusterView::imap_unordered`] (results
+//!   on the root as they arrive);
 //! * [`Cluster::direct`] — a [`ClusterDirectView`]: run a closure on every
 //!   rank, per-rank state ([`RankState`]), pull it to the root;
 //! * [`Cluster::map_reduce`] / [`Cluster::all_map_reduce`] — deterministic
@@ -34,11 +41,19 @@
 //!
 //! # Failures
 //!
-//! A panicking item of a load-balanced map or a direct-view closure is caught
-//! on its rank, reported to the root as [`ClusterMapError::Failed`], and the
-//! cluster stays usable. A panic anywhere else on a rank (the fast-path maps,
-//! the MPI thread) prints the rank and calls `MPI_Abort`, so the job ends
-//! instead of leaving the other ranks blocked in a collective. A rank that
+//! A panicking item of a load-balanced map (blocking or background) or a
+//! direct-view closure is caught on its rank, reported to the root as
+//! [`ClusterMapError::Failed`], and the cluster stays usable. The calls that
+//! return no `Result` — [`Cluster::par_map`], [`Cluster::scatter_gather`],
+//! [`Cluster::map_reduce`] — catch a panicking item or leaf too, finish the
+//! collective on every rank, and then **panic on the root** with a message
+//! naming the rank and the index (the other ranks return `None`;
+//! [`Cluster::all_map_reduce`] panics on every rank alike). Catch it with
+//! `std::panic::catch_unwind` and the cluster stays usable; uncaught, it
+//! unwinds out of the program and the cluster's `Drop` aborts the job. A
+//! panic anywhere else on a rank (the cluster's own code on the MPI thread
+//! or a driver thread) prints the rank and calls `MPI_Abort`, so the job
+//! ends instead of leaving the other ranks blocked in a collective. A rank that
 //! dies (killed, out of memory) makes `mpirun` end the job with a message
 //! naming the rank (Open MPI's default; tested with `kill -9` in
 //! `tests/mpi.rs`).
@@ -409,9 +424,11 @@ fn on_mpi_thread() -> bool {
 }
 
 /// Installs (once) a panic hook that, while a Cluster is alive, prints the
-/// panic with the rank and, on the MPI thread, calls `MPI_Abort`. A panic on a
-/// pool worker is reported at once and aborts the job when it reaches the MPI
-/// thread (the pool re-raises it there; see also `guard` and `Drop`).
+/// panic with the rank and, on the MPI thread or a driver thread, calls
+/// `MPI_Abort` — unless the thread runs user code whose panics the cluster
+/// catches (`balanced::CATCHING`). A panic on a pool worker is reported at
+/// once; outside a cluster map it aborts the job when it reaches the MPI
+/// thread (the pool re-raises it there; see also `Drop`).
 fn install_panic_hook() {
     HOOK.call_once(|| {
         let previous = panic::take_hook();
@@ -1030,8 +1047,11 @@ impl Cluster {
     ///
     /// # Panics
     ///
-    /// If the input has more than `i32::MAX` elements. A panic in `f` aborts
-    /// the MPI job with a message naming the rank.
+    /// If the input has more than `i32::MAX` elements. If `f` panics on any
+    /// rank, every rank still finishes the call, and then the root panics with
+    /// `Cluster::par_map: item {index} panicked on rank {rank}: {message}` (the
+    /// lowest such index; catchable, the cluster stays usable); the other ranks
+    /// return `None`.
     ///
     /// # Example
     ///
@@ -1120,8 +1140,10 @@ impl Cluster {
     ///
     /// # Panics
     ///
-    /// If the input or the output has more than `i32::MAX` elements. A panic
-    /// in `f` aborts the MPI job with a message naming the rank.
+    /// If the input or the output has more than `i32::MAX` elements. If `f`
+    /// panics on any rank, every rank still finishes the call, and then the
+    /// root panics with a message naming the rank and the piece's first index
+    /// (catchable, the cluster stays usable); the other ranks return `None`.
     ///
     /// # Example
     ///
@@ -1253,9 +1275,11 @@ impl Cluster {
     ///
     /// # Panics
     ///
-    /// If `leaf == 0`, or if the ranks pass different `range`/`leaf`. A panic
-    /// in `map`/`op` aborts the MPI job with a message naming the rank and the
-    /// leaf.
+    /// If `leaf == 0`, or if the ranks pass different `range`/`leaf`. If
+    /// `map`/`op` panic in a leaf, every rank still finishes the call, and then
+    /// the root panics with `Cluster::map_reduce: leaf {l} (items {a}..{b})
+    /// panicked on rank {rank}: {message}` (catchable, the cluster stays
+    /// usable); the other ranks return `None`.
     ///
     /// # Example
     ///
@@ -1282,7 +1306,8 @@ impl Cluster {
     ///
     /// # Panics
     ///
-    /// As [`Cluster::map_reduce`].
+    /// As [`Cluster::map_reduce`], except that a panicking leaf makes **every**
+    /// rank panic with the same message.
     ///
     /// # Example
     ///
