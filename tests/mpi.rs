@@ -570,6 +570,8 @@ fn async_child(c: &Cluster, n: usize) {
             std::thread::sleep(Duration::from_micros(300));
             (s.id, s.xs.iter().sum::<f64>(), s.name.len())
         });
+    #[cfg(feature = "progress")]
+    ar.progress_bar("map_async"); // hidden: stderr is a pipe
     let mut last = 0;
     let mut monotonic = true;
     while !ar.wait_timeout(Duration::from_millis(5)) {
@@ -675,7 +677,10 @@ fn async_child(c: &Cluster, n: usize) {
             i
         });
     drop(ar);
-    let ok = c.load_balanced().map_range(0..10, |i| i).unwrap();
+    let view = c.load_balanced();
+    #[cfg(feature = "progress")]
+    let view = view.progress_bar("after drop");
+    let ok = view.map_range_async(0..10, |i| i).get().unwrap();
     if let Some(v) = ok {
         say(format!(
             "after_drop={}",

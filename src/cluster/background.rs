@@ -187,7 +187,9 @@ impl<T> ClusterAsyncResult<'_, T> {
     }
 
     /// Blocks until [`ready`](Self::ready). The waiting thread sleeps; the map does not need
-    /// it.
+    /// it. The map does need every engine of the cluster's pool (`cluster.pool()`): wait from
+    /// the cluster's thread or any other thread, not from a job of that pool that was already
+    /// running when the map started (a job queued after it runs once the map is done).
     ///
     /// # Panics
     /// Never by itself; a rank that dies ends the whole job (see the module docs).
