@@ -803,17 +803,21 @@ fn imap_child(c: &Cluster, n: usize) {
         ));
     }
     // Dropped after a few results: the rest is aborted, the cluster stays usable.
-    let many: Vec<u64> = if root { (0..20_000).collect() } else { vec![] };
+    static RAN: AtomicUsize = AtomicUsize::new(0);
+    let many: Vec<u64> = if root { (0..4000).collect() } else { vec![] };
     let mut it = c
         .load_balanced()
-        .schedule(Schedule::Static)
+        .schedule(Schedule::Dynamic(1))
         .imap_unordered(many, |&x| {
+            RAN.fetch_add(1, Ordering::Relaxed);
             std::thread::sleep(Duration::from_millis(1));
             x
         });
     let first: Vec<_> = it.by_ref().take(3).collect();
     drop(it);
+    // Waits for the aborted map to end on this rank (the in-flight rule).
     let ok = c.load_balanced().map_range(0..10, |i| i * 2).unwrap();
+    say(format!("imap_ran={}", RAN.load(Ordering::Relaxed)));
     if let Some(v) = ok {
         say(format!(
             "imap_drop={}",
@@ -1499,6 +1503,16 @@ fn imap_unordered_yields_every_index_once() {
         }
         assert_eq!(o.root("imap_fail"), "ok", "{}", o.dump());
         assert_eq!(o.root("imap_drop"), "ok", "{}", o.dump());
+        let ran: usize = o
+            .ranks()
+            .values()
+            .map(|kv| kv["imap_ran"].parse::<usize>().unwrap())
+            .sum();
+        assert!(
+            ran < 4000,
+            "dropping the iterator did not abort: {ran} items ran\n{}",
+            o.dump()
+        );
     }
 }
 
