@@ -750,3 +750,54 @@ where
         self.view().run_remote(bytes, cancel)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[test]
+    fn settle_waits_for_the_map_in_flight() {
+        let f = Arc::new(InFlight::default());
+        f.settle(); // nothing in flight: returns at once
+        let guard = f.begin();
+        let (tx, rx) = mpsc::channel();
+        let f2 = f.clone();
+        let waiter = std::thread::spawn(move || {
+            f2.settle();
+            tx.send(()).unwrap();
+            let _second = f2.begin(); // a second map starts once the first has ended
+        });
+        // Watchdog-style waits: never block the test forever.
+        assert!(
+            rx.recv_timeout(Duration::from_millis(50)).is_err(),
+            "settled while in flight"
+        );
+        drop(guard);
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("settle did not return after the map ended");
+        waiter.join().unwrap();
+        f.settle(); // the second guard was dropped with the thread
+    }
+
+    #[test]
+    fn the_outcome_is_published_once() {
+        let shared = Arc::new(Shared::<Vec<u8>>::new(None));
+        let ar = ClusterAsyncResult {
+            shared: shared.clone(),
+            root: true,
+            _cluster: PhantomData,
+        };
+        assert!(!ar.ready());
+        assert!(!ar.wait_timeout(Duration::from_millis(1)));
+        assert_eq!(ar.progress(), (0, 0));
+        let publisher = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            shared.publish(Ok(Some(vec![1, 2])), None);
+        });
+        assert!(ar.wait_timeout(Duration::from_secs(30)), "never published");
+        assert!(ar.timeline().is_none());
+        assert_eq!(ar.get(), Ok(Some(vec![1, 2])));
+        publisher.join().unwrap();
+    }
+}
