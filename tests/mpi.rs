@@ -668,6 +668,31 @@ fn async_child(c: &Cluster, n: usize) {
         ));
     }
     say(format!("abort_ran={}", RAN.load(Ordering::Relaxed)));
+    // The view's AbortHandle, aborted from another thread of the root, stops a map_async too.
+    let h = AbortHandle::new();
+    let stopper = root.then(|| {
+        let h = h.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            h.abort();
+        })
+    });
+    let r = c
+        .load_balanced()
+        .schedule(Schedule::Static)
+        .abortable(&h)
+        .map_range_async(0..total, |i| {
+            std::thread::sleep(Duration::from_millis(1));
+            i
+        })
+        .get();
+    if let Some(t) = stopper {
+        t.join().unwrap();
+        say(format!(
+            "async_abort_handle={}",
+            verdict(matches!(r, Err(ClusterMapError::Aborted { done, .. }) if done < total))
+        ));
+    }
     // Dropping the root's unfinished handle aborts the map too; the cluster stays usable.
     let ar = c
         .load_balanced()
@@ -1443,6 +1468,7 @@ fn check_async(np: usize, workers: &str, n: usize) {
         "timings",
         "async_timeline",
         "async_abort",
+        "async_abort_handle",
         "after_drop",
     ] {
         assert_eq!(o.root(key), "ok", "{key}: {}", ctx());

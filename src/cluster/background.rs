@@ -140,6 +140,10 @@ impl<T> Shared<T> {
 /// Every other cluster call that talks to MPI waits until the map has ended on this rank (see
 /// [`Cluster`], "A background map in flight").
 ///
+/// The handle stays on the cluster's thread: like the [`Cluster`] it borrows, it is not
+/// `Send`. To stop the map from another thread, give the view an [`AbortHandle`]
+/// ([`ClusterView::abortable`]) and abort that.
+///
 /// # Examples
 /// ```no_run
 /// let c = parview::cluster::Cluster::init().unwrap();
