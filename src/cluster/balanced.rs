@@ -563,7 +563,8 @@ impl<R> RootState<R> {
         self.wall = self.wall.max(e);
         let load = &mut self.loads[rank];
         load.busy += e - b;
-        if timeline {
+        // A cancelled chunk ran none of its items: no timeline record for it.
+        if timeline && !matches!(out, ChunkOut::Cancelled) {
             self.records.push(ChunkRecord {
                 lane: Lane::Engine(self.lane_base[rank] + engine),
                 start: range.start,
