@@ -19,6 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Mutex;
@@ -185,12 +186,72 @@ fn mpi_child() {
                 Vec::new()
             };
             let rank = c.rank();
-            let _ = c.par_map(&data, |x| {
-                if rank == 1 {
-                    panic!("deliberate test panic in a worker");
+            // The panic comes back to the root (a panic there, after every rank agreed).
+            let caught = |r: std::thread::Result<Option<Vec<f64>>>, want: &str| match r {
+                Err(p) => {
+                    let m = p.downcast_ref::<String>().cloned().unwrap_or_default();
+                    verdict(c.is_root() && m.contains(want)).to_string()
                 }
-                x + 1.0
-            });
+                Ok(None) => "none".to_string(),
+                Ok(Some(_)) => "BAD".to_string(),
+            };
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                c.par_map(&data, |x| {
+                    if rank == 1 {
+                        panic!("deliberate test panic in a worker");
+                    }
+                    x + 1.0
+                })
+            }));
+            say(format!(
+                "par_map_panic={}",
+                caught(
+                    r,
+                    "item 32 panicked on rank 1: deliberate test panic in a worker"
+                )
+            ));
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                c.scatter_gather(&data, |start, piece| {
+                    if start >= 32 {
+                        panic!("deliberate piece panic");
+                    }
+                    piece.to_vec()
+                })
+            }));
+            say(format!(
+                "scatter_gather_panic={}",
+                caught(r, "panicked on rank 1: deliberate piece panic")
+            ));
+            let leaf_panic = |i: usize| {
+                if i == 537 {
+                    panic!("deliberate leaf panic");
+                }
+                i as f64
+            };
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                c.map_reduce(0..1000, 10, leaf_panic, add)
+            }));
+            let r = r.map(|v| v.map(|x| vec![x]));
+            say(format!(
+                "map_reduce_panic={}",
+                caught(r, "leaf 53 (items 530..540) panicked on rank")
+            ));
+            // all_map_reduce: every rank panics with the same message.
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                c.all_map_reduce(0..1000, 10, leaf_panic, add)
+            }));
+            let ok = match r {
+                Err(p) => p
+                    .downcast_ref::<String>()
+                    .is_some_and(|m| m.contains("deliberate leaf panic")),
+                Ok(_) => false,
+            };
+            say(format!("all_map_reduce_panic={}", verdict(ok)));
+            // The cluster stays usable.
+            let again = c.par_map(&data, |x| x * 2.0);
+            if let Some(v) = again {
+                say(format!("par_map_after={}", verdict(v == vec![2.0; 64])));
+            }
             say("survived=yes".into());
         }
         "hang" => {
@@ -214,6 +275,8 @@ fn mpi_child() {
         "failures" => failures_child(&c),
         "direct" => direct_child(&c),
         "timeline" => timeline_child(&c, n),
+        "async" => async_child(&c, n),
+        "imap" => imap_child(&c, n),
         "killed" => {
             let xs: Vec<u64> = if c.is_root() {
                 (0..400).collect()
@@ -485,6 +548,305 @@ fn failures_child(c: &Cluster) {
         say(format!(
             "after_abort={}",
             verdict(v == (0..10).collect::<Vec<_>>())
+        ));
+    }
+}
+
+/// `map_async`: get, progress, timings and timeline, failures, a prompt abort on every rank,
+/// and the in-flight rule (other cluster calls wait for the background map).
+fn async_child(c: &Cluster, n: usize) {
+    let say = |kv: String| println!("RANK {} size={} {kv}", c.rank(), c.size());
+    let root = c.is_root();
+    let samples: Vec<Sample> = if root {
+        (0..n).map(sample).collect()
+    } else {
+        vec![]
+    };
+    // get / progress / timings / timeline.
+    let ar = c
+        .load_balanced()
+        .schedule(Schedule::Dynamic(3))
+        .map_async(samples, |s| {
+            std::thread::sleep(Duration::from_micros(300));
+            (s.id, s.xs.iter().sum::<f64>(), s.name.len())
+        });
+    #[cfg(feature = "progress")]
+    ar.progress_bar("map_async"); // hidden: stderr is a pipe
+    let mut last = 0;
+    let mut monotonic = true;
+    while !ar.wait_timeout(Duration::from_millis(5)) {
+        let (done, total) = ar.progress();
+        monotonic &= done >= last && done <= total && total == if root { n } else { 0 };
+        last = done;
+    }
+    say(format!("progress_monotonic={}", verdict(monotonic)));
+    if root {
+        say(format!("progress_end={}", verdict(ar.progress() == (n, n))));
+        let t = ar.timings();
+        say(format!(
+            "timings={}",
+            verdict(
+                (n == 0 || t.serial_time > Duration::ZERO)
+                    && t.wall_time <= ar.elapsed()
+                    && t == ar.timings()
+            )
+        ));
+        let engines: usize = c.rank_workers().iter().sum();
+        let tl = ar.timeline();
+        say(format!(
+            "async_timeline={}",
+            verdict(
+                tl.is_some_and(|tl| tl.items() == n && tl.engines() == engines)
+                    && ar.timeline().is_none()
+            )
+        ));
+    }
+    match ar.get() {
+        Ok(Some(v)) => {
+            let want: Vec<(u32, f64, usize)> = (0..n)
+                .map(sample)
+                .map(|s| (s.id, s.xs.iter().sum::<f64>(), s.name.len()))
+                .collect();
+            say(format!("async_get={}", verdict(v == want)));
+        }
+        Ok(None) => say(format!("async_get={}", verdict(!root))),
+        Err(e) => say(format!("async_get=BAD:{e}").replace(' ', "_")),
+    }
+    // A panicking item comes back naming its rank.
+    let xs: Vec<u32> = if root { (0..50).collect() } else { vec![] };
+    let r = c
+        .load_balanced()
+        .schedule(Schedule::Dynamic(2))
+        .map_async(xs.clone(), |&x| {
+            if x == 17 || x == 31 {
+                panic!("deliberate async panic at item {x}");
+            }
+            x
+        })
+        .get();
+    match r {
+        Err(ClusterMapError::Failed {
+            rank,
+            index,
+            message,
+        }) => say(format!(
+            "async_fail=index:{index},rank_ok:{},msg_ok:{}",
+            rank < c.size(),
+            message.contains("deliberate async panic at item 17")
+        )),
+        Ok(None) if !root => say("async_fail=none".into()),
+        other => say(format!("async_fail=BAD:{other:?}").replace(' ', "_")),
+    }
+    // Abort from the root stops every rank's work promptly: with Static, each engine owns one
+    // block of 20,000 / engines items of 1 ms; after the abort the items left are skipped.
+    static RAN: AtomicUsize = AtomicUsize::new(0);
+    let total = 20_000;
+    let ar = c
+        .load_balanced()
+        .schedule(Schedule::Static)
+        .map_range_async(0..total, |i| {
+            RAN.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(1));
+            i
+        });
+    if root {
+        std::thread::sleep(Duration::from_millis(200));
+        ar.abort();
+    }
+    let r = ar.get();
+    if root {
+        say(format!(
+            "async_abort={}",
+            verdict(
+                matches!(r, Err(ClusterMapError::Aborted { done, total: t }) if done < total && t == total)
+            )
+        ));
+    } else {
+        say(format!(
+            "async_abort_rank={}",
+            verdict(matches!(r, Ok(None)))
+        ));
+    }
+    say(format!("abort_ran={}", RAN.load(Ordering::Relaxed)));
+    // The view's AbortHandle, aborted from another thread of the root, stops a map_async too.
+    let h = AbortHandle::new();
+    let stopper = root.then(|| {
+        let h = h.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            h.abort();
+        })
+    });
+    let r = c
+        .load_balanced()
+        .schedule(Schedule::Static)
+        .abortable(&h)
+        .map_range_async(0..total, |i| {
+            std::thread::sleep(Duration::from_millis(1));
+            i
+        })
+        .get();
+    if let Some(t) = stopper {
+        t.join().unwrap();
+        say(format!(
+            "async_abort_handle={}",
+            verdict(matches!(r, Err(ClusterMapError::Aborted { done, .. }) if done < total))
+        ));
+    }
+    // Dropping the root's unfinished handle aborts the map too; the cluster stays usable.
+    let ar = c
+        .load_balanced()
+        .schedule(Schedule::Static)
+        .map_range_async(0..total, |i| {
+            std::thread::sleep(Duration::from_millis(1));
+            i
+        });
+    drop(ar);
+    let view = c.load_balanced();
+    #[cfg(feature = "progress")]
+    let view = view.progress_bar("after drop");
+    let ok = view.map_range_async(0..10, |i| i).get().unwrap();
+    if let Some(v) = ok {
+        say(format!(
+            "after_drop={}",
+            verdict(v == (0..10).collect::<Vec<_>>())
+        ));
+    }
+    // The in-flight rule: collectives called while a map_async runs wait for it, on every
+    // rank, and run in the same order everywhere.
+    let slow = |i: usize| {
+        std::thread::sleep(Duration::from_millis(2));
+        i * 3
+    };
+    let ar = c
+        .load_balanced()
+        .schedule(Schedule::Dynamic(1))
+        .map_range_async(0..150, slow);
+    c.barrier();
+    let waited = ar.ready();
+    let sync = c.load_balanced().map_range(0..20, |i| i + 1).unwrap();
+    let dv = c.direct().apply(|rank| rank).unwrap();
+    let sum = c.all_map_reduce(0..100, 7, |i| i as u64, |a, b| a + b);
+    // Two background maps back to back: the second starts when the first has ended.
+    let a1 = c.load_balanced().map_range_async(0..60, slow);
+    let a2 = c.load_balanced().map_range_async(0..40, |i| i + 7);
+    let (g0, g1, g2) = (ar.get(), a1.get(), a2.get());
+    let ok = waited
+        && sum == Some(4950)
+        && match (sync, dv, g0, g1, g2) {
+            (Some(s), Some(d), Ok(Some(v0)), Ok(Some(v1)), Ok(Some(v2))) => {
+                s == (1..=20).collect::<Vec<_>>()
+                    && d == (0..c.size()).collect::<Vec<_>>()
+                    && v0 == (0..150).map(|i| i * 3).collect::<Vec<_>>()
+                    && v1 == (0..60).map(|i| i * 3).collect::<Vec<_>>()
+                    && v2 == (7..47).collect::<Vec<_>>()
+            }
+            (None, None, Ok(None), Ok(None), Ok(None)) => !root,
+            _ => false,
+        };
+    say(format!("inflight={}", verdict(ok)));
+    // A handle leaked with mem::forget: the cluster's Drop waits for the map before MPI ends.
+    std::mem::forget(c.load_balanced().map_range_async(0..30, slow));
+}
+
+/// `imap_unordered`: every index exactly once (also with a panicking item), nothing on the
+/// other ranks, and an iterator dropped early aborts the rest.
+fn imap_child(c: &Cluster, n: usize) {
+    let say = |kv: String| println!("RANK {} size={} {kv}", c.rank(), c.size());
+    let root = c.is_root();
+    let words: Vec<String> = if root {
+        (0..n).map(|i| "w".repeat(i % 9)).collect()
+    } else {
+        vec![]
+    };
+    for (k, s) in SCHEDULES.iter().enumerate() {
+        let mut seen = vec![0usize; n];
+        let mut right = true;
+        let mut count = 0;
+        let mut it = c
+            .load_balanced()
+            .schedule(*s)
+            .imap_unordered(words.clone(), |w| {
+                if w.len() == 5 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                w.len()
+            });
+        let (_, total) = it.progress();
+        right &= total == if root { n } else { 0 };
+        for (i, r) in it.by_ref() {
+            count += 1;
+            seen[i] += 1;
+            right &= r == Ok(i % 9);
+        }
+        if root {
+            say(format!(
+                "imap{k}={}",
+                verdict(
+                    right && count == n && seen.iter().all(|&x| x == 1) && it.progress() == (n, n)
+                )
+            ));
+        } else {
+            say(format!("imap_rank{k}={}", verdict(count == 0)));
+        }
+    }
+    // A panicking item: its index comes as an error naming the rank, every other index Ok.
+    let xs: Vec<u32> = if root {
+        (0..n as u32).collect()
+    } else {
+        vec![]
+    };
+    let mut errs = Vec::new();
+    let mut oks = 0;
+    for (i, r) in c
+        .load_balanced()
+        .schedule(Schedule::Dynamic(4))
+        .imap_unordered(xs, |&x| {
+            if x == 13 {
+                panic!("deliberate imap panic");
+            }
+            x
+        })
+    {
+        match r {
+            Ok(v) if v as usize == i => oks += 1,
+            Ok(_) => {}
+            Err(ClusterMapError::Failed {
+                rank,
+                index,
+                message,
+            }) if index == i && rank < c.size() && message.contains("deliberate imap panic") => {
+                errs.push(i)
+            }
+            Err(_) => {}
+        }
+    }
+    if root {
+        say(format!(
+            "imap_fail={}",
+            verdict(errs == vec![13] && oks == n - 1)
+        ));
+    }
+    // Dropped after a few results: the rest is aborted, the cluster stays usable.
+    static RAN: AtomicUsize = AtomicUsize::new(0);
+    let many: Vec<u64> = if root { (0..4000).collect() } else { vec![] };
+    let mut it = c
+        .load_balanced()
+        .schedule(Schedule::Dynamic(1))
+        .imap_unordered(many, |&x| {
+            RAN.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(1));
+            x
+        });
+    let first: Vec<_> = it.by_ref().take(3).collect();
+    drop(it);
+    // Waits for the aborted map to end on this rank (the in-flight rule).
+    let ok = c.load_balanced().map_range(0..10, |i| i * 2).unwrap();
+    say(format!("imap_ran={}", RAN.load(Ordering::Relaxed)));
+    if let Some(v) = ok {
+        say(format!(
+            "imap_drop={}",
+            verdict(first.len() == 3 && v == (0..10).map(|i| i * 2).collect::<Vec<_>>())
         ));
     }
 }
@@ -945,8 +1307,28 @@ fn check_abort(case: &str, what: &str) {
 
 #[test]
 fn panicking_rank_aborts_the_job() {
-    check_abort("panic_worker", "deliberate test panic in a worker");
     check_abort("panic_main", "deliberate test panic on the main thread");
+}
+
+#[test]
+fn panics_in_the_fast_path_and_reductions_come_back_to_the_root() {
+    let o = run_ok(2, "panic_worker", &[("PARVIEW_WORKERS", "2")]);
+    for key in [
+        "par_map_panic",
+        "scatter_gather_panic",
+        "map_reduce_panic",
+        "par_map_after",
+    ] {
+        assert_eq!(o.root(key), "ok", "{key}\n{}", o.dump());
+    }
+    let ranks = o.ranks();
+    for key in ["par_map_panic", "scatter_gather_panic", "map_reduce_panic"] {
+        assert_eq!(ranks[&1][key], "none", "{key} on rank 1\n{}", o.dump());
+    }
+    for (r, kv) in &ranks {
+        assert_eq!(kv["all_map_reduce_panic"], "ok", "rank {r}\n{}", o.dump());
+        assert_eq!(kv["survived"], "yes", "rank {r}\n{}", o.dump());
+    }
 }
 
 #[test]
@@ -1072,6 +1454,91 @@ fn timeline_has_a_lane_per_rank_and_engine() {
     let o = run_ok(3, "timeline", &[(N_VAR, "200"), ("PARVIEW_WORKERS", "2")]);
     for key in ["timeline", "lanes", "trace", "svg", "static_blocks"] {
         assert_eq!(o.root(key), "ok", "{key}\n{}", o.dump());
+    }
+}
+
+// ---- background maps (parent side) -------------------------------------------
+
+fn check_async(np: usize, workers: &str, n: usize) {
+    let n_s = n.to_string();
+    let o = run_ok(np, "async", &[(N_VAR, &n_s), ("PARVIEW_WORKERS", workers)]);
+    let ctx = || format!("np={np} workers={workers} n={n}\n{}", o.dump());
+    for key in [
+        "progress_end",
+        "timings",
+        "async_timeline",
+        "async_abort",
+        "async_abort_handle",
+        "after_drop",
+    ] {
+        assert_eq!(o.root(key), "ok", "{key}: {}", ctx());
+    }
+    assert_eq!(
+        o.root("async_fail"),
+        "index:17,rank_ok:true,msg_ok:true",
+        "{}",
+        ctx()
+    );
+    let mut ran = 0;
+    for (r, kv) in o.ranks() {
+        for key in ["progress_monotonic", "async_get", "inflight"] {
+            assert_eq!(kv[key], "ok", "rank {r} {key}: {}", ctx());
+        }
+        if r > 0 {
+            assert_eq!(kv["async_fail"], "none", "rank {r}: {}", ctx());
+            assert_eq!(kv["async_abort_rank"], "ok", "rank {r}: {}", ctx());
+        }
+        ran += kv["abort_ran"].parse::<usize>().unwrap();
+    }
+    // Without the abort reaching every rank's engines, each Static block would run to its
+    // end (all 20,000 items).
+    assert!(ran < 10_000, "{ran} items ran after an abort: {}", ctx());
+}
+
+#[test]
+fn map_async_get_progress_abort_timings_and_the_in_flight_rule() {
+    check_async(2, "1", 97);
+    check_async(3, "1", 41);
+    check_async(2, "2", 0);
+}
+
+#[test]
+fn map_async_with_oversubscribed_ranks() {
+    // 4 ranks x 2 workers on a machine with fewer cores.
+    check_async(4, "2", 64);
+}
+
+#[test]
+fn imap_unordered_yields_every_index_once() {
+    for (np, n) in [(2, 101), (3, 37), (4, 16)] {
+        let n_s = n.to_string();
+        let o = run_ok(np, "imap", &[(N_VAR, &n_s), ("PARVIEW_WORKERS", "1")]);
+        for k in 0..SCHEDULES.len() {
+            assert_eq!(
+                o.root(&format!("imap{k}")),
+                "ok",
+                "{:?} np={np}\n{}",
+                SCHEDULES[k],
+                o.dump()
+            );
+            for (r, kv) in o.ranks() {
+                if r > 0 {
+                    assert_eq!(kv[&format!("imap_rank{k}")], "ok", "rank {r}\n{}", o.dump());
+                }
+            }
+        }
+        assert_eq!(o.root("imap_fail"), "ok", "{}", o.dump());
+        assert_eq!(o.root("imap_drop"), "ok", "{}", o.dump());
+        let ran: usize = o
+            .ranks()
+            .values()
+            .map(|kv| kv["imap_ran"].parse::<usize>().unwrap())
+            .sum();
+        assert!(
+            ran < 4000,
+            "dropping the iterator did not abort: {ran} items ran\n{}",
+            o.dump()
+        );
     }
 }
 

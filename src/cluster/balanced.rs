@@ -31,11 +31,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
-use mpi::topology::Communicator;
+use mpi::topology::{Communicator, SimpleCommunicator};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{Cluster, payload_str};
+use crate::Pool;
+use crate::map::Tracker;
 use crate::schedule::{Claimer, Dispenser};
 use crate::timeline::{ChunkRecord, Lane, Timeline};
 use crate::{Schedule, ScheduleError};
@@ -238,15 +240,15 @@ pub struct MapReport<R> {
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct ClusterView<'c> {
-    cluster: &'c Cluster,
-    schedule: Schedule,
-    abort: Option<AbortHandle>,
+    pub(super) cluster: &'c Cluster,
+    pub(super) schedule: Schedule,
+    pub(super) abort: Option<AbortHandle>,
     #[cfg(feature = "progress")]
     progress: Option<String>,
 }
 
 /// A chunk on its way to an engine of this rank.
-struct Job {
+pub(super) struct Job {
     id: u64,
     range: Range<usize>,
     /// The `WorkMsg` bytes (remote ranks); empty on the root, whose engines read in place.
@@ -265,17 +267,25 @@ enum WorkMsg<S> {
     },
     /// Variant 1: the message is the single byte 1.
     Stop,
+    /// Variant 2, the single byte 2: the map was aborted; the rank's engines skip the items
+    /// left in their chunks (and the chunks still queued), which come back `Cancelled`.
+    Abort,
 }
 
 /// A chunk's outcome.
 #[derive(Serialize, Deserialize)]
 pub(super) enum ChunkOut<R> {
     Done(Vec<R>),
-    /// The lowest failing index of the chunk, its message, how many items failed.
+    /// The whole chunk failed (its items or results could not be encoded or decoded): its
+    /// first index and the message.
     Failed {
         index: u64,
         message: String,
     },
+    /// Some items panicked: every item's result or panic message, in order.
+    Mixed(Vec<Result<R, String>>),
+    /// The map was aborted before the chunk's items all ran: no results.
+    Cancelled,
 }
 
 /// What travels rank → root.
@@ -289,8 +299,21 @@ struct DoneMsg<O> {
     out: O,
 }
 
+/// Runs `f` with this thread marked as running user code whose panics are caught (the hook
+/// then reports them instead of aborting the job).
+pub(super) fn catching<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CATCHING.with(|c| c.set(self.0));
+        }
+    }
+    let _reset = Reset(CATCHING.with(|c| c.replace(true)));
+    f()
+}
+
 /// Runs one user item, catching its panic as a message.
-fn catch_item<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+pub(super) fn catch_item<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     CATCHING.with(|c| c.set(true));
     let r = panic::catch_unwind(AssertUnwindSafe(f));
     CATCHING.with(|c| c.set(false));
@@ -302,34 +325,36 @@ fn catch_item<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     })
 }
 
-/// Runs the `len` items of a chunk starting at global index `start`; every item runs even
-/// after a failure (as in the local maps), the first failure is reported.
-fn run_items<R>(start: usize, len: usize, item: impl Fn(usize) -> R) -> ChunkOut<R> {
+/// Runs the `len` items of a chunk; every item runs even after a failure (as in the local
+/// maps), and each failure is kept with its item. Once `cancel` is set (an abort), the items
+/// left are skipped and the chunk comes back [`ChunkOut::Cancelled`].
+fn run_items<R>(len: usize, cancel: &AtomicBool, item: impl Fn(usize) -> R) -> ChunkOut<R> {
     let mut out = Vec::with_capacity(len);
-    let mut failed: Option<(usize, String)> = None;
+    let mut mixed: Option<Vec<Result<R, String>>> = None;
     for k in 0..len {
-        match catch_item(|| item(k)) {
-            Ok(r) if failed.is_none() => out.push(r),
-            Ok(_) => {}
-            Err(message) => {
-                if failed.is_none() {
-                    failed = Some((start + k, message));
-                    out.clear();
-                }
+        if cancel.load(Ordering::Relaxed) {
+            return ChunkOut::Cancelled;
+        }
+        let r = catch_item(|| item(k));
+        match (&mut mixed, r) {
+            (Some(m), r) => m.push(r),
+            (None, Ok(v)) => out.push(v),
+            (None, Err(message)) => {
+                let mut m: Vec<Result<R, String>> = out.drain(..).map(Ok).collect();
+                m.reserve(len - k);
+                m.push(Err(message));
+                mixed = Some(m);
             }
         }
     }
-    match failed {
+    match mixed {
         None => ChunkOut::Done(out),
-        Some((index, message)) => ChunkOut::Failed {
-            index: index as u64,
-            message,
-        },
+        Some(m) => ChunkOut::Mixed(m),
     }
 }
 
 /// An engine's loop: chunks from `jobs` until the queue closes, outcomes to `done`.
-fn engine_loop<O>(
+pub(super) fn engine_loop<O>(
     engine: usize,
     jobs: &Receiver<Job>,
     done: &Sender<O>,
@@ -350,10 +375,10 @@ pub(super) trait Work: Sync {
     fn len(&self) -> usize;
     /// The `WorkMsg::Chunk` bytes for `range` (root only).
     fn encode(&self, id: u64, range: Range<usize>) -> Result<Vec<u8>, String>;
-    /// Runs `range` on the root.
-    fn run_local(&self, range: Range<usize>) -> ChunkOut<Self::Out>;
-    /// Runs a chunk from its bytes on another rank.
-    fn run_remote(&self, bytes: &[u8]) -> ChunkOut<Self::Out>;
+    /// Runs `range` on the root (skipping what is left once `cancel` is set).
+    fn run_local(&self, range: Range<usize>, cancel: &AtomicBool) -> ChunkOut<Self::Out>;
+    /// Runs a chunk from its bytes on another rank (as `run_local`).
+    fn run_remote(&self, bytes: &[u8], cancel: &AtomicBool) -> ChunkOut<Self::Out>;
 }
 
 /// A map over the root's items.
@@ -381,16 +406,18 @@ where
         })
         .map_err(|e| format!("encoding the items: {e}"))
     }
-    fn run_local(&self, r: Range<usize>) -> ChunkOut<R> {
+    fn run_local(&self, r: Range<usize>, cancel: &AtomicBool) -> ChunkOut<R> {
         let items = &self.items[r.clone()];
-        run_items(r.start, r.len(), |k| (self.f)(&items[k]))
+        run_items(r.len(), cancel, |k| (self.f)(&items[k]))
     }
-    fn run_remote(&self, bytes: &[u8]) -> ChunkOut<R> {
+    fn run_remote(&self, bytes: &[u8], cancel: &AtomicBool) -> ChunkOut<R> {
         match postcard::from_bytes::<WorkMsg<Vec<T>>>(bytes) {
-            Ok(WorkMsg::Chunk { start, items, .. }) => {
-                run_items(start as usize, items.len(), |k| (self.f)(&items[k]))
+            Ok(WorkMsg::Chunk { items, .. }) => {
+                run_items(items.len(), cancel, |k| (self.f)(&items[k]))
             }
-            Ok(WorkMsg::Stop) => unreachable!("Stop is handled by the MPI thread"),
+            Ok(WorkMsg::Stop | WorkMsg::Abort) => {
+                unreachable!("Stop and Abort are handled by the MPI thread")
+            }
             Err(e) => ChunkOut::Failed {
                 index: decode_start(bytes),
                 message: format!("decoding the chunk's items failed on this rank: {e}"),
@@ -428,18 +455,20 @@ where
         })
         .map_err(|e| e.to_string())
     }
-    fn run_local(&self, r: Range<usize>) -> ChunkOut<R> {
+    fn run_local(&self, r: Range<usize>, cancel: &AtomicBool) -> ChunkOut<R> {
         let base = self.range.start;
-        run_items(r.start, r.len(), |k| (self.f)(base + r.start + k))
+        run_items(r.len(), cancel, |k| (self.f)(base + r.start + k))
     }
-    fn run_remote(&self, bytes: &[u8]) -> ChunkOut<R> {
+    fn run_remote(&self, bytes: &[u8], cancel: &AtomicBool) -> ChunkOut<R> {
         match postcard::from_bytes::<WorkMsg<()>>(bytes) {
             Ok(WorkMsg::Chunk { start, len, .. }) => {
                 let (start, len) = (start as usize, len as usize);
                 let base = self.range.start;
-                run_items(start, len, |k| (self.f)(base + start + k))
+                run_items(len, cancel, |k| (self.f)(base + start + k))
             }
-            Ok(WorkMsg::Stop) => unreachable!("Stop is handled by the MPI thread"),
+            Ok(WorkMsg::Stop | WorkMsg::Abort) => {
+                unreachable!("Stop and Abort are handled by the MPI thread")
+            }
             Err(e) => ChunkOut::Failed {
                 index: decode_start(bytes),
                 message: format!("decoding a range chunk failed on this rank: {e}"),
@@ -451,28 +480,51 @@ where
 /// A chunk finished by one of the root's engines: id, engine, begin, end, outcome.
 type LocalDone<R> = (u64, usize, Instant, Instant, ChunkOut<R>);
 
+/// Where a streaming map (`imap_unordered`) sends each item's outcome as it arrives.
+pub(super) type ItemSender<R> = Sender<(usize, Result<R, ClusterMapError>)>;
+
 /// Next sleep after an idle poll.
 fn backoff(b: Duration) -> Duration {
     (b * 2).min(BACKOFF_MAX)
 }
 
-/// Why the root's map loop ended early.
-enum Ended {
-    Complete,
-    Aborted,
-}
-
 /// Settings of one map run on the root.
-pub(super) struct RunOpts<'a> {
+pub(super) struct RunOpts<'a, R> {
     pub(super) schedule: Schedule,
-    pub(super) abort: Option<&'a AbortHandle>,
+    /// The map stops once any of them is aborted.
+    pub(super) aborts: Vec<AbortHandle>,
     pub(super) label: Option<&'a str>,
     pub(super) timeline: bool,
+    /// Progress and timings, bumped once per finished chunk (a progress bar makes one).
+    pub(super) tracker: Option<Arc<Tracker>>,
+    /// Streams each item's outcome instead of collecting the results.
+    pub(super) stream: Option<ItemSender<R>>,
+}
+
+impl<R> RunOpts<'_, R> {
+    /// Settings of a blocking map.
+    pub(super) fn blocking<'a>(
+        schedule: Schedule,
+        abort: Option<&AbortHandle>,
+        label: Option<&'a str>,
+        timeline: bool,
+    ) -> RunOpts<'a, R> {
+        RunOpts {
+            schedule,
+            aborts: abort.into_iter().cloned().collect(),
+            label,
+            timeline,
+            tracker: None,
+            stream: None,
+        }
+    }
 }
 
 /// The root's bookkeeping of one map.
 struct RootState<R> {
+    /// Empty when streaming.
     results: Vec<Option<R>>,
+    stream: Option<ItemSender<R>>,
     first_fail: Option<(usize, usize, String)>,
     loads: Vec<RankLoad>,
     records: Vec<ChunkRecord>,
@@ -485,8 +537,17 @@ struct RootState<R> {
     wall: Duration,
 }
 
+/// What [`RootState::record`] learned about a chunk that came back.
+struct Returned {
+    rank: usize,
+    range: Range<usize>,
+    /// Items that ran (0 if cancelled).
+    ran: usize,
+    began: Duration,
+    ended: Duration,
+}
+
 impl<R> RootState<R> {
-    #[allow(clippy::too_many_arguments)]
     fn record(
         &mut self,
         id: u64,
@@ -495,16 +556,15 @@ impl<R> RootState<R> {
         ended: Duration,
         out: ChunkOut<R>,
         timeline: bool,
-    ) -> Option<(usize, usize, Duration)> {
+    ) -> Option<Returned> {
         let (rank, range) = self.chunks.get(id as usize)?.clone();
         let off = self.offset[rank].unwrap_or_default();
         let (b, e) = (off + began, off + ended.max(began));
         self.wall = self.wall.max(e);
         let load = &mut self.loads[rank];
-        load.items += range.len();
         load.busy += e - b;
-        self.done_items += range.len();
-        if timeline {
+        // A cancelled chunk ran none of its items: no timeline record for it.
+        if timeline && !matches!(out, ChunkOut::Cancelled) {
             self.records.push(ChunkRecord {
                 lane: Lane::Engine(self.lane_base[rank] + engine),
                 start: range.start,
@@ -514,24 +574,92 @@ impl<R> RootState<R> {
                 stolen: false,
             });
         }
-        match out {
+        let ran = match out {
             ChunkOut::Done(v) if v.len() == range.len() => {
-                for (slot, r) in self.results[range.clone()].iter_mut().zip(v) {
-                    *slot = Some(r);
+                for (i, r) in range.clone().zip(v) {
+                    self.put(i, Ok(r), rank);
                 }
+                range.len()
             }
-            ChunkOut::Done(v) => self.fail(
-                rank,
-                range.start,
-                format!(
-                    "rank returned {} results for {} items",
-                    v.len(),
-                    range.len()
-                ),
-            ),
-            ChunkOut::Failed { index, message } => self.fail(rank, index as usize, message),
+            ChunkOut::Mixed(v) if v.len() == range.len() => {
+                for (i, r) in range.clone().zip(v) {
+                    self.put(i, r, rank);
+                }
+                range.len()
+            }
+            ChunkOut::Done(v) => {
+                self.fail_chunk(
+                    rank,
+                    &range,
+                    format!(
+                        "rank returned {} results for {} items",
+                        v.len(),
+                        range.len()
+                    ),
+                );
+                range.len()
+            }
+            ChunkOut::Mixed(v) => {
+                self.fail_chunk(
+                    rank,
+                    &range,
+                    format!(
+                        "rank returned {} outcomes for {} items",
+                        v.len(),
+                        range.len()
+                    ),
+                );
+                range.len()
+            }
+            ChunkOut::Failed { index, message } => {
+                let index = (index as usize).clamp(range.start, range.end.saturating_sub(1));
+                self.fail(rank, index, message.clone());
+                if let Some(tx) = &self.stream {
+                    for i in range.clone() {
+                        let _ = tx.send((i, Err(failed(rank, i, &message))));
+                    }
+                }
+                range.len()
+            }
+            ChunkOut::Cancelled => 0,
+        };
+        self.loads[rank].items += ran;
+        self.done_items += ran;
+        Some(Returned {
+            rank,
+            range,
+            ran,
+            began: b,
+            ended: e,
+        })
+    }
+
+    /// One item's outcome: streamed, or kept in its slot; a failure is remembered.
+    fn put(&mut self, i: usize, r: Result<R, String>, rank: usize) {
+        match r {
+            Ok(v) => match &self.stream {
+                Some(tx) => {
+                    let _ = tx.send((i, Ok(v)));
+                }
+                None => self.results[i] = Some(v),
+            },
+            Err(message) => {
+                if let Some(tx) = &self.stream {
+                    let _ = tx.send((i, Err(failed(rank, i, &message))));
+                }
+                self.fail(rank, i, message);
+            }
         }
-        Some((rank, range.len(), e - b))
+    }
+
+    /// A whole chunk failed with `message` (a broken message from a rank).
+    fn fail_chunk(&mut self, rank: usize, range: &Range<usize>, message: String) {
+        if let Some(tx) = &self.stream {
+            for i in range.clone() {
+                let _ = tx.send((i, Err(failed(rank, i, &message))));
+            }
+        }
+        self.fail(rank, range.start, message);
     }
 
     fn fail(&mut self, rank: usize, index: usize, message: String) {
@@ -541,12 +669,65 @@ impl<R> RootState<R> {
     }
 }
 
+fn failed(rank: usize, index: usize, message: &str) -> ClusterMapError {
+    ClusterMapError::Failed {
+        rank,
+        index,
+        message: message.to_owned(),
+    }
+}
+
+/// What one process needs to take part in a load-balanced map: owned, so a background map's
+/// driver thread can hold it (see `background.rs`).
+pub(super) struct Node {
+    pub(super) pool: Arc<Pool>,
+    pub(super) rank: usize,
+    pub(super) size: usize,
+    /// Local workers of every rank, in rank order.
+    pub(super) rank_workers: Vec<usize>,
+}
+
 impl Cluster {
-    /// The root's side of a map: dispense, serve, collect. Returns results in input order.
+    /// This process's part in a map, for a driver thread. Waits for a background map in flight.
+    pub(super) fn node(&self) -> Node {
+        Node {
+            pool: self.pool.clone(),
+            rank: self.rank,
+            size: self.size,
+            rank_workers: self.rank_workers.clone(),
+        }
+    }
+
+    /// The root's side of a map (see [`Node::run_root`]).
     pub(super) fn run_root<W: Work>(
         &self,
         work: &W,
-        opts: &RunOpts<'_>,
+        opts: &RunOpts<'_, W::Out>,
+    ) -> (Result<Vec<W::Out>, ClusterMapError>, MapReport<()>) {
+        self.inflight.settle();
+        self.node().run_root(work, opts)
+    }
+
+    /// A non-root rank's side of a map (see [`Node::run_rank`]).
+    pub(super) fn run_rank<W: Work>(&self, work: &W) {
+        self.inflight.settle();
+        self.node().run_rank(work);
+    }
+}
+
+impl Node {
+    /// `MPI_COMM_WORLD` (the cluster's communicator; rsmpi's handle is not `Send`, so a
+    /// driver thread makes its own).
+    fn world(&self) -> SimpleCommunicator {
+        SimpleCommunicator::world()
+    }
+
+    /// The root's side of a map: dispense, serve, collect. Returns results in input order
+    /// (nothing when streaming).
+    pub(super) fn run_root<W: Work>(
+        &self,
+        work: &W,
+        opts: &RunOpts<'_, W::Out>,
     ) -> (Result<Vec<W::Out>, ClusterMapError>, MapReport<()>) {
         let t0 = Instant::now();
         let n = work.len();
@@ -563,8 +744,14 @@ impl Cluster {
             lane_base.push(lanes.len());
             lanes.extend((0..w).map(|e| (r, e)));
         }
+        let streaming = opts.stream.is_some();
         let mut st = RootState::<W::Out> {
-            results: (0..n).map(|_| None).collect(),
+            results: if streaming {
+                Vec::new()
+            } else {
+                (0..n).map(|_| None).collect()
+            },
+            stream: opts.stream.clone(),
             first_fail: None,
             loads: (0..size)
                 .map(|r| RankLoad {
@@ -580,27 +767,28 @@ impl Cluster {
             done_items: 0,
             wall: Duration::ZERO,
         };
-        #[cfg(feature = "progress")]
         let tracker = opts
-            .label
-            .map(|_| Arc::new(crate::map::Tracker::new(n, false)));
+            .tracker
+            .clone()
+            .or_else(|| opts.label.map(|_| Arc::new(Tracker::new(n, false))));
         #[cfg(feature = "progress")]
         let bar = opts
             .label
             .zip(tracker.clone())
             .map(|(l, t)| crate::progress::Bar::start(l, t));
-        #[cfg(not(feature = "progress"))]
-        let _ = opts.label;
+        // Set on an abort: the root's engines skip the items left (the other ranks are told).
+        let cancel = AtomicBool::new(false);
+        let aborted = || opts.aborts.iter().any(AbortHandle::is_aborted);
 
-        let mut ended = Ended::Complete;
         std::thread::scope(|s| {
             let (job_tx, job_rx) = unbounded::<Job>();
             let (done_tx, done_rx) = unbounded::<LocalDone<W::Out>>();
             let pool = &self.pool;
+            let cancel = &cancel;
             let driver = s.spawn(move || {
                 let run = |job: &Job, engine: usize| {
                     let began = Instant::now();
-                    let out = work.run_local(job.range.clone());
+                    let out = work.run_local(job.range.clone(), cancel);
                     (job.id, engine, began, Instant::now(), out)
                 };
                 pool.direct()
@@ -608,10 +796,36 @@ impl Cluster {
             });
             let mut nap = BACKOFF_MIN;
             let mut carry: Option<LocalDone<W::Out>> = None;
+            // Book-keeping of a chunk that came back, from any rank.
+            let returned = |ret: Returned, outstanding: &mut [usize], claimers: &mut [Claimer]| {
+                outstanding[ret.rank] -= 1;
+                let busy_t = ret.ended.saturating_sub(ret.began);
+                if ret.ran > 0 {
+                    claimers[ret.rank].grow(busy_t);
+                    claimers[ret.rank].measured(busy_t, ret.ran);
+                    if let Some(t) = &tracker {
+                        t.chunk(
+                            Lane::Caller,
+                            ret.range,
+                            t0 + ret.began,
+                            t0 + ret.ended,
+                            ret.ran,
+                            false,
+                            &mut Vec::new(),
+                        );
+                    }
+                }
+            };
             loop {
-                if opts.abort.is_some_and(AbortHandle::is_aborted) && !dispenser.stopped() {
+                if !dispenser.stopped() && aborted() {
                     dispenser.stop();
-                    ended = Ended::Aborted;
+                    cancel.store(true, Ordering::Relaxed);
+                    let msg = postcard::to_allocvec(&WorkMsg::<()>::Abort).expect("encodes");
+                    for r in 1..size {
+                        self.world()
+                            .process_at_rank(r as i32)
+                            .send_with_tag(&msg[..], TAG_WORK);
+                    }
                 }
                 let mut busy = false;
                 // Hand out: first up to one chunk per engine of each rank, then one ahead.
@@ -641,12 +855,11 @@ impl Cluster {
                                     } else {
                                         match work.encode(id, range.clone()) {
                                             Ok(bytes) => self
-                                                .world
+                                                .world()
                                                 .process_at_rank(r as i32)
                                                 .send_with_tag(&bytes[..], TAG_WORK),
                                             Err(message) => {
-                                                outstanding[r] -= 1;
-                                                st.record(
+                                                let ret = st.record(
                                                     id,
                                                     0,
                                                     Duration::ZERO,
@@ -657,6 +870,9 @@ impl Cluster {
                                                     },
                                                     false,
                                                 );
+                                                if let Some(ret) = ret {
+                                                    returned(ret, &mut outstanding, &mut claimers);
+                                                }
                                             }
                                         }
                                     }
@@ -671,7 +887,7 @@ impl Cluster {
                 }
                 // Results from other ranks.
                 while let Some(probed) = self
-                    .world
+                    .world()
                     .any_process()
                     .immediate_matched_probe_with_tag(TAG_DONE)
                 {
@@ -695,21 +911,12 @@ impl Cluster {
                             );
                         }
                     };
-                    let Some((rank, items, busy_t)) = got else {
+                    let Some(ret) = got else {
                         // A chunk this map never handed out: the protocol is broken, and
                         // waiting on would hang. The hook aborts the job on this thread.
                         panic!("parview: rank {src} returned a chunk the root never sent it")
                     };
-                    {
-                        outstanding[rank] -= 1;
-                        claimers[rank].grow(busy_t);
-                        claimers[rank].measured(busy_t, items);
-                        #[cfg(feature = "progress")]
-                        if let Some(t) = &tracker {
-                            let now = Instant::now();
-                            t.chunk(Lane::Caller, 0..0, now, now, items, false, &mut Vec::new());
-                        }
-                    }
+                    returned(ret, &mut outstanding, &mut claimers);
                 }
                 // Results of the root's own engines.
                 let mut locals: Vec<LocalDone<W::Out>> = carry.take().into_iter().collect();
@@ -720,17 +927,10 @@ impl Cluster {
                     busy = true;
                     let off = st.offset[0].unwrap_or_default();
                     let rel = |t: Instant| t.saturating_duration_since(t0).saturating_sub(off);
-                    if let Some((rank, items, busy_t)) =
+                    if let Some(ret) =
                         st.record(id, engine, rel(began), rel(end), out, opts.timeline)
                     {
-                        outstanding[rank] -= 1;
-                        claimers[rank].grow(busy_t);
-                        claimers[rank].measured(busy_t, items);
-                        #[cfg(feature = "progress")]
-                        if let Some(t) = &tracker {
-                            let now = Instant::now();
-                            t.chunk(Lane::Caller, 0..0, now, now, items, false, &mut Vec::new());
-                        }
+                        returned(ret, &mut outstanding, &mut claimers);
                     }
                 }
                 let all_out = exhausted.iter().all(|&e| e) || dispenser.stopped();
@@ -754,7 +954,7 @@ impl Cluster {
             }
             for r in 1..size {
                 let stop = postcard::to_allocvec(&WorkMsg::<()>::Stop).expect("encodes");
-                self.world
+                self.world()
                     .process_at_rank(r as i32)
                     .send_with_tag(&stop[..], TAG_WORK);
             }
@@ -763,14 +963,12 @@ impl Cluster {
                 panic::resume_unwind(p);
             }
         });
+        if let Some(t) = &tracker {
+            t.mark_finished();
+        }
         #[cfg(feature = "progress")]
-        {
-            if let Some(t) = &tracker {
-                t.mark_finished();
-            }
-            if let Some(b) = bar {
-                b.finish();
-            }
+        if let Some(b) = bar {
+            b.finish();
         }
         let mut chunk_counts = vec![0usize; size];
         for (rank, _) in &st.chunks {
@@ -796,13 +994,15 @@ impl Cluster {
             timeline: Timeline::new(label, engines, wall, records),
             lanes,
         };
+        // As the local AsyncResult: an abort that came after every item was done changes
+        // nothing.
         let result = if let Some((rank, index, message)) = st.first_fail.take() {
             Err(ClusterMapError::Failed {
                 rank,
                 index,
                 message,
             })
-        } else if matches!(ended, Ended::Aborted) {
+        } else if st.done_items < n {
             Err(ClusterMapError::Aborted {
                 done: st.done_items,
                 total: n,
@@ -818,19 +1018,22 @@ impl Cluster {
     }
 
     /// A non-root rank's side of a map: receive chunks, run them on the local engines, send
-    /// the outcomes, until `Stop`.
+    /// the outcomes, until `Stop`. An `Abort` makes the engines skip what is left.
     pub(super) fn run_rank<W: Work>(&self, work: &W) {
-        let root = self.world.process_at_rank(0);
+        let world = self.world();
+        let root = world.process_at_rank(0);
         let origin: OnceLock<Instant> = OnceLock::new();
+        let cancel = AtomicBool::new(false);
         std::thread::scope(|s| {
             let (job_tx, job_rx) = unbounded::<Job>();
             let (done_tx, done_rx) = unbounded::<Vec<u8>>();
             let pool = &self.pool;
             let origin = &origin;
+            let cancel = &cancel;
             let driver = s.spawn(move || {
                 let run = |job: &Job, engine: usize| {
                     let began = Instant::now();
-                    let out = work.run_remote(&job.bytes);
+                    let out = work.run_remote(&job.bytes, cancel);
                     let ended = Instant::now();
                     let o = *origin.get().expect("set before the first job");
                     let ns = |t: Instant| t.saturating_duration_since(o).as_nanos() as u64;
@@ -858,14 +1061,19 @@ impl Cluster {
                 pool.direct()
                     .apply(|e| engine_loop(e, &job_rx, &done_tx, &run));
             });
-            // Receives every pending work message; returns true on Stop.
+            // Receives every pending work message; returns (Stop seen, anything received).
             let receive = |job_tx: &Sender<Job>| -> (bool, bool) {
                 let mut got = false;
                 while let Some(probed) = root.immediate_matched_probe_with_tag(TAG_WORK) {
                     let (bytes, _) = probed.matched_receive_vec::<u8>();
                     got = true;
-                    if bytes.first() == Some(&1) {
-                        return (true, got);
+                    match bytes.first() {
+                        Some(&1) => return (true, got),
+                        Some(&2) => {
+                            cancel.store(true, Ordering::Relaxed);
+                            continue;
+                        }
+                        _ => {}
                     }
                     origin.get_or_init(Instant::now);
                     let (id, start, len) = postcard::take_from_bytes::<(u8, u64, u64, u64)>(&bytes)
@@ -917,7 +1125,8 @@ impl Cluster {
     /// Sends one result message to the root without blocking MPI progress: while the send is
     /// pending, keeps receiving work (`poll`). Returns whether `poll` saw a Stop.
     fn send_done(&self, msg: &[u8], poll: &dyn Fn() -> bool) -> bool {
-        let root = self.world.process_at_rank(0);
+        let world = self.world();
+        let root = world.process_at_rank(0);
         let mut stop = false;
         mpi::request::scope(|scope| {
             let mut req = root.immediate_send_with_tag(scope, msg, TAG_DONE);
@@ -1006,15 +1215,32 @@ impl<'c> ClusterView<'c> {
         self
     }
 
-    fn opts(&self, timeline: bool) -> RunOpts<'_> {
-        RunOpts {
-            schedule: self.schedule,
-            abort: self.abort.as_ref(),
-            #[cfg(feature = "progress")]
-            label: self.progress.as_deref(),
-            #[cfg(not(feature = "progress"))]
-            label: None,
-            timeline,
+    /// The progress bar's label, if one was asked for.
+    pub(super) fn label(&self) -> Option<&str> {
+        #[cfg(feature = "progress")]
+        return self.progress.as_deref();
+        #[cfg(not(feature = "progress"))]
+        None
+    }
+
+    fn opts<R>(&self, timeline: bool) -> RunOpts<'_, R> {
+        RunOpts::blocking(self.schedule, self.abort.as_ref(), self.label(), timeline)
+    }
+
+    /// Every rank learns whether the root's schedule is valid, so all of them return alike.
+    /// Collective (waits for a background map in flight first).
+    pub(super) fn check_schedule(&self) -> Result<(), ClusterMapError> {
+        let valid = self
+            .cluster
+            .broadcast_flag(self.schedule.validate().is_ok());
+        if valid {
+            return Ok(());
+        }
+        match self.schedule.validate() {
+            Err(e) => Err(e.into()),
+            Ok(()) => Err(ClusterMapError::Schedule(ScheduleError::ZeroChunk {
+                schedule: "the root's schedule".into(),
+            })),
         }
     }
 
@@ -1025,16 +1251,7 @@ impl<'c> ClusterView<'c> {
         timeline: bool,
     ) -> Result<Option<MapReport<W::Out>>, ClusterMapError> {
         let c = self.cluster;
-        // Every rank learns whether the schedule is valid, so all of them return alike.
-        let valid = c.broadcast_flag(self.schedule.validate().is_ok());
-        if !valid {
-            return match self.schedule.validate() {
-                Err(e) => Err(e.into()),
-                Ok(()) => Err(ClusterMapError::Schedule(ScheduleError::ZeroChunk {
-                    schedule: "the root's schedule".into(),
-                })),
-            };
-        }
+        self.check_schedule()?;
         if !c.is_root() {
             c.run_rank(work);
             return Ok(None);
@@ -1204,28 +1421,53 @@ mod tests {
         );
         match postcard::from_bytes::<WorkMsg<Vec<f64>>>(&chunk).unwrap() {
             WorkMsg::Chunk { items, .. } => assert_eq!(items, vec![1.5, 2.5]),
-            WorkMsg::Stop => panic!("decoded a stop"),
+            _ => panic!("decoded a stop or an abort"),
         }
     }
 
     #[test]
-    fn items_run_after_a_panic_and_the_first_is_reported() {
-        let out = run_items(10, 4, |k| {
+    fn items_run_after_a_panic_and_each_failure_is_kept() {
+        let go = AtomicBool::new(false);
+        let out = run_items(4, &go, |k| {
             if k == 1 || k == 3 {
                 panic!("bad {k}");
             }
             k
         });
         match out {
-            ChunkOut::Failed { index, message } => {
-                assert_eq!(index, 11);
-                assert_eq!(message, "bad 1");
-            }
-            ChunkOut::Done(_) => panic!("no failure reported"),
+            ChunkOut::Mixed(v) => assert_eq!(
+                v,
+                vec![
+                    Ok(0),
+                    Err("bad 1".to_string()),
+                    Ok(2),
+                    Err("bad 3".to_string())
+                ]
+            ),
+            _ => panic!("no failure reported"),
         }
-        match run_items(0, 3, |k| k * 2) {
+        match run_items(3, &go, |k| k * 2) {
             ChunkOut::Done(v) => assert_eq!(v, vec![0, 2, 4]),
-            ChunkOut::Failed { .. } => panic!("failed"),
+            _ => panic!("failed"),
         }
+    }
+
+    #[test]
+    fn a_cancelled_chunk_skips_the_items_left() {
+        let cancel = AtomicBool::new(false);
+        let ran = std::sync::atomic::AtomicUsize::new(0);
+        let out = run_items(10, &cancel, |k| {
+            ran.fetch_add(1, Ordering::Relaxed);
+            if k == 2 {
+                cancel.store(true, Ordering::Relaxed);
+            }
+            k
+        });
+        assert!(matches!(out, ChunkOut::Cancelled));
+        assert_eq!(ran.load(Ordering::Relaxed), 3);
+        assert_eq!(
+            postcard::to_allocvec(&WorkMsg::<()>::Abort).unwrap(),
+            vec![2]
+        );
     }
 }

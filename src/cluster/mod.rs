@@ -1,17 +1,24 @@
 //! Scale-out over MPI with the same calls as the local pool (feature `mpi`).
 //!
-//! A [`Cluster`] is created once per process, on the thread that will make
-//! every MPI call (MPI threading level *Funneled*: only that thread talks to
-//! MPI, the local [`Pool`] threads only compute). Every rank runs the same
-//! program (SPMD); the collective methods must be called by **all** ranks in
-//! the same order:
+//! A [`Cluster`] is created once per process, on the thread that will use
+//! it. MPI is initialised with threading level *Serialized*: that thread
+//! makes the MPI calls, except while a background map
+//! ([`ClusterView::map_async`], [`ClusterView::imap_unordered`]) runs — then
+//! its driver thread does, and every other cluster call that talks to MPI
+//! waits until the map has ended on its rank (see [`Cluster`], "A background
+//! map in flight"), so two threads never call MPI at once; the local [`Pool`]
+//! threads only compute. Every rank runs the same program (SPMD); the
+//! collective methods must be called by **all** ranks in the same order:
 //!
 //! * [`Cluster::load_balanced`] — a [`ClusterView`]: maps whose chunks the root
 //!   hands out on demand to every rank (its own engines included), with the
 //!   local [`Schedule`] vocabulary, any `Serialize + DeserializeOwned` item and
 //!   result type, results on the root in input order, panics returned as
 //!   [`ClusterMapError::Failed`] naming rank and index, abort, progress bar
-//!   and a timeline with one lane per (rank, engine);
+//!   and a timeline with one lane per (rank, engine); in the background with
+//!   [`ClusterView::map_async`] (a [`ClusterAsyncResult`]: ready, wait, get,
+//!   progress, abort, timings) and [`ClusterView::imap_unordered`] (results
+//!   on the root as they arrive);
 //! * [`Cluster::direct`] — a [`ClusterDirectView`]: run a closure on every
 //!   rank, per-rank state ([`RankState`]), pull it to the root;
 //! * [`Cluster::map_reduce`] / [`Cluster::all_map_reduce`] — deterministic
@@ -34,11 +41,19 @@
 //!
 //! # Failures
 //!
-//! A panicking item of a load-balanced map or a direct-view closure is caught
-//! on its rank, reported to the root as [`ClusterMapError::Failed`], and the
-//! cluster stays usable. A panic anywhere else on a rank (the fast-path maps,
-//! the MPI thread) prints the rank and calls `MPI_Abort`, so the job ends
-//! instead of leaving the other ranks blocked in a collective. A rank that
+//! A panicking item of a load-balanced map (blocking or background) or a
+//! direct-view closure is caught on its rank, reported to the root as
+//! [`ClusterMapError::Failed`], and the cluster stays usable. The calls that
+//! return no `Result` — [`Cluster::par_map`], [`Cluster::scatter_gather`],
+//! [`Cluster::map_reduce`] — catch a panicking item or leaf too, finish the
+//! collective on every rank, and then **panic on the root** with a message
+//! naming the rank and the index (the other ranks return `None`;
+//! [`Cluster::all_map_reduce`] panics on every rank alike). Catch it with
+//! `std::panic::catch_unwind` and the cluster stays usable; uncaught, it
+//! unwinds out of the program and the cluster's `Drop` aborts the job. A
+//! panic anywhere else on a rank (the cluster's own code on the MPI thread
+//! or a driver thread) prints the rank and calls `MPI_Abort`, so the job
+//! ends instead of leaving the other ranks blocked in a collective. A rank that
 //! dies (killed, out of memory) makes `mpirun` end the job with a message
 //! naming the rank (Open MPI's default; tested with `kill -9` in
 //! `tests/mpi.rs`).
@@ -69,9 +84,11 @@
 //! }
 //! ```
 
+mod background;
 mod balanced;
 mod direct;
 
+pub use background::{ClusterAsyncResult, ClusterImapUnordered};
 pub use balanced::{AbortHandle, ClusterMapError, ClusterView, MapReport, RankLoad};
 pub use direct::{ClusterDirectView, RankState};
 
@@ -81,16 +98,17 @@ pub use ::mpi;
 
 // Pool / reducer imports: the only lines that depend on the rest of the crate.
 use crate::reduce::tree_reduce;
-use crate::{Pool, Schedule};
+use crate::{MapError, Pool, Schedule};
 
 use std::any::Any;
+use std::convert::Infallible;
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Once, OnceLock};
+use std::sync::{Arc, Once, OnceLock};
 use std::thread::{self, ThreadId};
 
-use ::mpi::collective::{CommunicatorCollectives, Root};
+use ::mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
 use ::mpi::datatype::{Partition, PartitionMut};
 use ::mpi::environment::Universe;
 use ::mpi::topology::{Communicator, SimpleCommunicator};
@@ -159,10 +177,11 @@ pub enum ClusterError {
     /// The MPI library cannot give the threading level the cluster needs.
     #[error(
         "the MPI library provides threading level {provided}, parview::cluster needs at \
-         least Funneled (MPI calls from the main thread while pool threads compute)"
+         least Serialized (MPI calls from the cluster's thread, or from the driver thread of \
+         a map_async/imap_unordered while it runs, never from two threads at once)"
     )]
     ThreadingUnsupported {
-        /// The level MPI provided (`Single`).
+        /// The level MPI provided (`Single` or `Funneled`).
         provided: String,
     },
     /// The launcher started `launcher_size` processes but MPI sees a world of
@@ -385,7 +404,7 @@ fn payload_str(payload: &(dyn Any + Send)) -> &str {
         .unwrap_or("<non-string panic payload>")
 }
 
-fn rank_label() -> String {
+pub(super) fn rank_label() -> String {
     format!(
         "rank {} of {}",
         RANK.load(Ordering::SeqCst),
@@ -394,18 +413,22 @@ fn rank_label() -> String {
 }
 
 /// Aborts the whole MPI job (all ranks) with exit code 1.
-fn abort_job() -> ! {
+pub(super) fn abort_job() -> ! {
     SimpleCommunicator::world().abort(1)
 }
 
+/// The thread that created the cluster, or a background map's driver thread: a panic there
+/// (outside user code) would leave the other ranks waiting, so the hook aborts the job.
 fn on_mpi_thread() -> bool {
-    MPI_THREAD.get() == Some(&thread::current().id())
+    MPI_THREAD.get() == Some(&thread::current().id()) || background::DRIVER.with(|d| d.get())
 }
 
 /// Installs (once) a panic hook that, while a Cluster is alive, prints the
-/// panic with the rank and, on the MPI thread, calls `MPI_Abort`. A panic on a
-/// pool worker is reported at once and aborts the job when it reaches the MPI
-/// thread (the pool re-raises it there; see also `guard` and `Drop`).
+/// panic with the rank and, on the MPI thread or a driver thread, calls
+/// `MPI_Abort` — unless the thread runs user code whose panics the cluster
+/// catches (`balanced::CATCHING`). A panic on a pool worker is reported at
+/// once; outside a cluster map it aborts the job when it reaches the MPI
+/// thread (the pool re-raises it there; see also `Drop`).
 fn install_panic_hook() {
     HOOK.call_once(|| {
         let previous = panic::take_hook();
@@ -433,8 +456,9 @@ fn install_panic_hook() {
                 abort_job();
             }
             eprintln!(
-                "parview: {} panicked on thread {:?}: {msg}{at}; the MPI job aborts when \
-                 the panic reaches the rank's main thread",
+                "parview: {} panicked on thread {:?}: {msg}{at} (a cluster map reports it \
+                 to the root; any other panic aborts the MPI job when it reaches the rank's \
+                 main thread)",
                 rank_label(),
                 thread::current().name().unwrap_or("<unnamed>")
             );
@@ -443,6 +467,17 @@ fn install_panic_hook() {
     });
 }
 
+/// Panics on this rank with `message` (printed first, with the rank): a user's panic that
+/// came back from the ranks, after every rank has finished the collective. Uses
+/// `resume_unwind`, so the hook does not abort the job: the caller may catch it and go on
+/// using the cluster. (Uncaught, it unwinds out of the program and the cluster's `Drop`
+/// aborts the job.)
+fn raise(message: String) -> ! {
+    eprintln!("parview: {}: {message}", rank_label());
+    panic::resume_unwind(Box::new(message))
+}
+
+#[allow(dead_code)] // unused since the maps return panics to the root; kept for other modules
 /// Runs `body` on the MPI thread; a panic that arrives without the hook
 /// having aborted (re-raised with `resume_unwind` by a pool) aborts the job.
 fn guard<T>(what: &str, body: impl FnOnce() -> T) -> T {
@@ -511,15 +546,19 @@ impl ClusterBuilder {
         self
     }
 
-    /// Initialises MPI (threading level Funneled) on the calling thread,
-    /// which becomes the only thread that may use the cluster, checks the
-    /// launcher, builds the local pool and installs the panic guard.
+    /// Initialises MPI (threading level Serialized) on the calling thread,
+    /// which becomes the thread that uses the cluster, checks the launcher,
+    /// builds the local pool and installs the panic guard. (Serialized, not
+    /// Funneled: a [`ClusterView::map_async`] drives its map from a
+    /// background thread; the cluster makes sure that thread and the
+    /// cluster's thread never call MPI at the same time.)
     ///
     /// # Errors
     ///
     /// * [`ClusterError::AlreadyInitialized`] if MPI was initialised before
     ///   in this process;
-    /// * [`ClusterError::ThreadingUnsupported`] if MPI offers only `Single`;
+    /// * [`ClusterError::ThreadingUnsupported`] if MPI offers less than
+    ///   `Serialized`;
     /// * [`ClusterError::LauncherMismatch`] if the launcher's job size differs
     ///   from MPI's world size (see [`check_launcher`]);
     /// * [`ClusterError::Pool`] if the local pool cannot be built.
@@ -533,9 +572,9 @@ impl ClusterBuilder {
     /// # Ok::<(), parview::cluster::ClusterError>(())
     /// ```
     pub fn build(self) -> Result<Cluster, ClusterError> {
-        let (universe, provided) = ::mpi::initialize_with_threading(Threading::Funneled)
+        let (universe, provided) = ::mpi::initialize_with_threading(Threading::Serialized)
             .ok_or(ClusterError::AlreadyInitialized)?;
-        if provided < Threading::Funneled {
+        if provided < Threading::Serialized {
             return Err(ClusterError::ThreadingUnsupported {
                 provided: format!("{provided:?}"),
             });
@@ -580,7 +619,8 @@ impl ClusterBuilder {
         world.all_gather_into(&mine, &mut all[..]);
         let rank_workers = all.into_iter().map(|w| w as usize).collect();
         Ok(Cluster {
-            pool,
+            pool: Arc::new(pool),
+            inflight: Arc::default(),
             world,
             rank,
             size,
@@ -594,10 +634,19 @@ impl ClusterBuilder {
 /// local [`Pool`]. Created once per process with [`Cluster::init`] or
 /// [`Cluster::builder`]; MPI is finalised when it is dropped.
 ///
-/// All methods must be called from the thread that created the cluster
-/// (MPI threading level Funneled). The collective methods (`scatter`,
-/// `gather`, `par_map`, `scatter_gather`, `map_reduce`, `all_map_reduce`,
-/// `barrier`) must be called by every rank, in the same order.
+/// All methods must be called from the thread that created the cluster. The
+/// collective methods (`scatter`, `gather`, `par_map`, `scatter_gather`,
+/// `map_reduce`, `all_map_reduce`, `barrier`, the views' maps) must be called
+/// by every rank, in the same order.
+///
+/// **A background map in flight.** While a [`ClusterView::map_async`] or
+/// [`ClusterView::imap_unordered`] runs, its driver thread owns MPI (threading
+/// level Serialized). Any other cluster call that talks to MPI — every
+/// collective, [`Cluster::world`], another map — first **blocks until that
+/// map has ended on this rank** (on the root: every result is in; elsewhere:
+/// the rank's part is served), then runs. Every rank applies the same rule,
+/// so collectives stay in the same order on all ranks: no deadlock, no
+/// concurrent MPI calls. Dropping the cluster waits the same way.
 ///
 /// If the cluster is dropped while its thread is panicking, the MPI job is
 /// aborted instead of finalised (finalising would wait for ranks that are
@@ -612,7 +661,9 @@ impl ClusterBuilder {
 /// println!("rank {} of {}, {} workers", cluster.rank(), cluster.size(), cluster.workers());
 /// ```
 pub struct Cluster {
-    pool: Pool,
+    pool: Arc<Pool>,
+    /// Set while a background map (`map_async`, `imap_unordered`) owns MPI.
+    inflight: Arc<background::InFlight>,
     world: SimpleCommunicator,
     rank: usize,
     size: usize,
@@ -634,6 +685,10 @@ impl std::fmt::Debug for Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if !thread::panicking() {
+            // A background map (its handle forgotten) ends before MPI is finalised.
+            self.inflight.settle();
+        }
         if thread::panicking() {
             eprintln!(
                 "parview: {} is unwinding from a panic; aborting the MPI job (MPI_Abort)",
@@ -742,7 +797,9 @@ impl Cluster {
     }
 
     /// The MPI world communicator, for calls this module does not wrap.
-    /// Use it only from the cluster's thread.
+    /// Use it only from the cluster's thread. Waits first until a background
+    /// map in flight ([`ClusterView::map_async`]) has ended on this rank;
+    /// do not keep the reference across a later `map_async`.
     ///
     /// # Example
     ///
@@ -753,6 +810,7 @@ impl Cluster {
     /// assert_eq!(c.world().size() as usize, c.size());
     /// ```
     pub fn world(&self) -> &SimpleCommunicator {
+        self.inflight.settle();
         &self.world
     }
 
@@ -765,7 +823,7 @@ impl Cluster {
     /// c.barrier();
     /// ```
     pub fn barrier(&self) {
-        self.world.barrier();
+        self.world().barrier();
     }
 
     /// The load-balanced view: maps whose chunks the root hands out on demand to every rank,
@@ -863,8 +921,10 @@ impl Cluster {
         }
     }
 
+    /// The root process, after any background map in flight has ended on this rank (every
+    /// collective of this module goes through here or [`Cluster::world`]).
     fn root(&self) -> ::mpi::topology::Process<'_> {
-        self.world.process_at_rank(ROOT)
+        self.world().process_at_rank(ROOT)
     }
 
     /// Broadcasts the root's `len` to every rank.
@@ -899,6 +959,14 @@ impl Cluster {
     where
         T: Equivalence + Default + Clone,
     {
+        self.scatter_n(data_on_root).0
+    }
+
+    /// [`Cluster::scatter`] that also returns the root's length, on every rank.
+    fn scatter_n<T>(&self, data_on_root: &[T]) -> (Vec<T>, usize)
+    where
+        T: Equivalence + Default + Clone,
+    {
         let n = self.broadcast_len(data_on_root.len());
         let (counts, displs) = counts_displs(n, self.size);
         let mut local = vec![T::default(); partition(n, self.size, self.rank).len()];
@@ -909,7 +977,7 @@ impl Cluster {
         } else {
             self.root().scatter_varcount_into(&mut local[..]);
         }
-        local
+        (local, n)
     }
 
     /// Gathers every rank's `local` (any length, including 0) to the root,
@@ -979,8 +1047,11 @@ impl Cluster {
     ///
     /// # Panics
     ///
-    /// If the input has more than `i32::MAX` elements. A panic in `f` aborts
-    /// the MPI job with a message naming the rank.
+    /// If the input has more than `i32::MAX` elements. If `f` panics on any
+    /// rank, every rank still finishes the call, and then the root panics with
+    /// `Cluster::par_map: item {index} panicked on rank {rank}: {message}` (the
+    /// lowest such index; catchable, the cluster stays usable); the other ranks
+    /// return `None`.
     ///
     /// # Example
     ///
@@ -997,20 +1068,63 @@ impl Cluster {
         R: Equivalence + Default + Clone + Send,
         F: Fn(&T) -> R + Sync,
     {
-        let local = self.scatter(data_on_root);
-        let out = guard("Cluster::par_map", || {
+        let (local, n) = self.scatter_n(data_on_root);
+        let my = partition(n, self.size, self.rank);
+        // The pool catches the items' panics; this thread (which works on the map too) is
+        // marked so that the hook does not abort the job for one of them.
+        let out = balanced::catching(|| {
             self.pool
                 .schedule(Schedule::Adaptive)
-                .map(0..local.len(), |i| f(&local[i]))
+                .try_map(0..local.len(), |i| Ok::<R, Infallible>(f(&local[i])))
         });
-        let n = data_on_root.len(); // meaningful on the root only
-        if self.is_root() {
+        let (out, failed) = match out {
+            Ok(v) => (v, None),
+            Err(MapError::Panicked { index, message, .. }) => (
+                vec![R::default(); local.len()],
+                Some((my.start + index, message)),
+            ),
+            Err(e) => (
+                vec![R::default(); local.len()],
+                Some((my.start, e.to_string())),
+            ),
+        };
+        let gathered = if self.is_root() {
             let (counts, displs) = counts_displs(n, self.size);
             Some(self.gather_known(&out, &counts, &displs, n))
         } else {
             self.gather_known(&out, &[], &[], 0);
             None
+        };
+        if let Some((rank, index, message)) = self.agree_failures(failed) {
+            raise(format!(
+                "Cluster::par_map: item {index} panicked on rank {rank}: {message}"
+            ));
         }
+        gathered
+    }
+
+    /// Every rank's first failure `(global index, message)`; on the root, the lowest one
+    /// with its rank (`None` on the other ranks, and everywhere if nothing failed).
+    /// Collective: one small all-reduce, and a gather only if something failed.
+    fn agree_failures(&self, mine: Option<(usize, String)>) -> Option<(usize, usize, String)> {
+        let flag = u8::from(mine.is_some());
+        let mut any = 0u8;
+        self.world()
+            .all_reduce_into(&flag, &mut any, SystemOperation::max());
+        if any == 0 {
+            return None;
+        }
+        let bytes = postcard::to_allocvec(&mine).expect("an index and a message encode");
+        let all = self.gather_bytes(&bytes)?;
+        all.iter()
+            .enumerate()
+            .filter_map(|(rank, b)| {
+                postcard::from_bytes::<Option<(usize, String)>>(b)
+                    .ok()
+                    .flatten()
+                    .map(|(i, m)| (rank, i, m))
+            })
+            .min_by_key(|(_, i, _)| *i)
     }
 
     /// Scatter → map → gather by pieces: the root's input is split into one
@@ -1026,8 +1140,10 @@ impl Cluster {
     ///
     /// # Panics
     ///
-    /// If the input or the output has more than `i32::MAX` elements. A panic
-    /// in `f` aborts the MPI job with a message naming the rank.
+    /// If the input or the output has more than `i32::MAX` elements. If `f`
+    /// panics on any rank, every rank still finishes the call, and then the
+    /// root panics with a message naming the rank and the piece's first index
+    /// (catchable, the cluster stays usable); the other ranks return `None`.
     ///
     /// # Example
     ///
@@ -1047,22 +1163,32 @@ impl Cluster {
         R: Equivalence + Default + Clone + Send,
         F: Fn(usize, &[T]) -> Vec<R> + Sync,
     {
-        let n = self.broadcast_len(data_on_root.len());
+        let (local, n) = self.scatter_n(data_on_root);
         let my = partition(n, self.size, self.rank);
-        let local = self.scatter(data_on_root);
         let parts = self.pool.workers().max(1);
-        let out: Vec<R> = guard("Cluster::scatter_gather", || {
-            self.pool
-                .schedule(Schedule::Dynamic(1))
-                .map(0..parts, |p| {
-                    let r = partition(local.len(), parts, p);
-                    f(my.start + r.start, &local[r])
-                })
-                .into_iter()
-                .flatten()
-                .collect()
+        let pieces = self.pool.schedule(Schedule::Dynamic(1)).map(0..parts, |p| {
+            let r = partition(local.len(), parts, p);
+            let start = my.start + r.start;
+            balanced::catch_item(|| f(start, &local[r])).map_err(|m| (start, m))
         });
-        self.gather(&out)
+        let mut failed: Option<(usize, String)> = None;
+        let mut out: Vec<R> = Vec::new();
+        for piece in pieces {
+            match piece {
+                Ok(v) => out.extend(v),
+                Err((start, message)) => {
+                    failed.get_or_insert((start, message));
+                }
+            }
+        }
+        let gathered = self.gather(&out);
+        if let Some((rank, index, message)) = self.agree_failures(failed) {
+            raise(format!(
+                "Cluster::scatter_gather: the piece starting at item {index} panicked on rank \
+                 {rank}: {message}"
+            ));
+        }
+        gathered
     }
 
     /// Leaf values of `range` cut into leaves of `leaf`, computed across the
@@ -1075,7 +1201,7 @@ impl Cluster {
         leaf: usize,
         map: &M,
         op: &O,
-    ) -> Option<Vec<R>>
+    ) -> Result<Option<Vec<R>>, String>
     where
         R: Serialize + DeserializeOwned + Send,
         M: Fn(usize) -> R + Sync,
@@ -1094,16 +1220,42 @@ impl Cluster {
         let values = self
             .load_balanced()
             .map_range(0..leaves, |l| leaf_value(range, leaf, l, map, op));
-        match values {
-            Ok(v) => v,
-            Err(e) => {
-                eprintln!(
-                    "parview: {} {what}: {e}; aborting the MPI job (MPI_Abort)",
-                    rank_label()
-                );
-                abort_job()
+        values.map_err(|e| match e {
+            ClusterMapError::Failed {
+                rank,
+                index,
+                message,
+            } => {
+                let items = Schedule::chunk(range.len(), leaf, index);
+                format!(
+                    "{what}: leaf {index} (items {}..{}) panicked on rank {rank}: {message}",
+                    range.start + items.start,
+                    range.start + items.end
+                )
             }
-        }
+            other => format!("{what}: {other}"),
+        })
+    }
+
+    /// [`Cluster::map_reduce`] with a failure as its message (root only).
+    fn try_map_reduce<R, M, O>(
+        &self,
+        what: &str,
+        range: Range<usize>,
+        leaf: usize,
+        map: M,
+        op: O,
+    ) -> Result<Option<R>, String>
+    where
+        R: Serialize + DeserializeOwned + Send,
+        M: Fn(usize) -> R + Sync,
+        O: Fn(R, R) -> R + Sync,
+    {
+        let Some(values) = self.leaf_values(what, &range, leaf, &map, &op)? else {
+            return Ok(None);
+        };
+        balanced::catch_item(|| tree_reduce(values, &op))
+            .map_err(|m| format!("{what}: combining the leaf values panicked on rank 0: {m}"))
     }
 
     /// Deterministic map-reduce over the index `range`, spread over all
@@ -1123,9 +1275,11 @@ impl Cluster {
     ///
     /// # Panics
     ///
-    /// If `leaf == 0`, or if the ranks pass different `range`/`leaf`. A panic
-    /// in `map`/`op` aborts the MPI job with a message naming the rank and the
-    /// leaf.
+    /// If `leaf == 0`, or if the ranks pass different `range`/`leaf`. If
+    /// `map`/`op` panic in a leaf, every rank still finishes the call, and then
+    /// the root panics with `Cluster::map_reduce: leaf {l} (items {a}..{b})
+    /// panicked on rank {rank}: {message}` (catchable, the cluster stays
+    /// usable); the other ranks return `None`.
     ///
     /// # Example
     ///
@@ -1142,8 +1296,8 @@ impl Cluster {
         M: Fn(usize) -> R + Sync,
         O: Fn(R, R) -> R + Sync,
     {
-        let values = self.leaf_values("Cluster::map_reduce", &range, leaf, &map, &op)?;
-        guard("Cluster::map_reduce", || tree_reduce(values, &op))
+        self.try_map_reduce("Cluster::map_reduce", range, leaf, map, op)
+            .unwrap_or_else(|m| raise(m))
     }
 
     /// [`Cluster::map_reduce`] with the result on every rank (the root's
@@ -1152,7 +1306,8 @@ impl Cluster {
     ///
     /// # Panics
     ///
-    /// As [`Cluster::map_reduce`].
+    /// As [`Cluster::map_reduce`], except that a panicking leaf makes **every**
+    /// rank panic with the same message.
     ///
     /// # Example
     ///
@@ -1173,27 +1328,27 @@ impl Cluster {
         M: Fn(usize) -> R + Sync,
         O: Fn(R, R) -> R + Sync,
     {
-        let total = self.map_reduce(range, leaf, map, op);
-        let bytes = total.as_ref().map(|t| {
-            postcard::to_allocvec(&Some(t)).unwrap_or_else(|e| {
-                eprintln!(
-                    "parview: {} Cluster::all_map_reduce: encoding the result failed: {e}; \
-                     aborting the MPI job (MPI_Abort)",
-                    rank_label()
-                );
-                abort_job()
+        let what = "Cluster::all_map_reduce";
+        let total = self.try_map_reduce(what, range, leaf, map, op);
+        // The root sends `Result<Option<R>, String>`: every rank returns alike or panics alike.
+        let bytes = self.is_root().then(|| {
+            let sent = match &total {
+                Ok(t) => postcard::to_allocvec(&Ok::<_, &str>(t.as_ref())),
+                Err(m) => postcard::to_allocvec(&Err::<Option<&R>, _>(m.as_str())),
+            };
+            sent.unwrap_or_else(|e| {
+                let m = format!("{what}: encoding the result failed on rank 0: {e}");
+                postcard::to_allocvec(&Err::<Option<&R>, _>(m.as_str())).expect("a message encodes")
             })
         });
-        let bytes = if self.is_root() {
-            Some(bytes.unwrap_or_else(|| postcard::to_allocvec(&None::<R>).expect("encodes")))
-        } else {
-            None
-        };
         let all = self.broadcast_bytes(bytes.as_deref());
-        if self.is_root() {
-            return total;
+        let received = postcard::from_bytes::<Result<Option<R>, String>>(&all)
+            .unwrap_or_else(|e| Err(format!("{what}: the root's result does not decode: {e}")));
+        match (total, received) {
+            (Ok(t), Ok(_)) if self.is_root() => t,
+            (_, Ok(t)) => t,
+            (_, Err(m)) => raise(m),
         }
-        postcard::from_bytes::<Option<R>>(&all).expect("the root's result decodes")
     }
 }
 
