@@ -290,7 +290,7 @@ struct DoneMsg<O> {
 }
 
 /// Runs one user item, catching its panic as a message.
-fn catch_item<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+pub(super) fn catch_item<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     CATCHING.with(|c| c.set(true));
     let r = panic::catch_unwind(AssertUnwindSafe(f));
     CATCHING.with(|c| c.set(false));
