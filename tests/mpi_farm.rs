@@ -202,6 +202,27 @@ fn farm_child() {
                 ok(in_order),
                 ranks.len()
             ));
+            let rep = farm
+                .load_balanced()
+                .schedule(Schedule::Dynamic(4))
+                .map_range_report_with(where_ran, &(), 0..40)
+                .unwrap();
+            let lanes: Vec<(usize, usize)> = farm
+                .rank_workers()
+                .iter()
+                .enumerate()
+                .flat_map(|(r, &w)| (0..w).map(move |e| (r, e)))
+                .collect();
+            let covered: usize = rep.timeline.records().iter().map(|c| c.end - c.start).sum();
+            let per_rank = rep.loads.iter().map(|l| l.items).sum::<usize>();
+            say(format!(
+                "report={}",
+                ok(rep.lanes == lanes
+                    && covered == 40
+                    && per_rank == 40
+                    && rep.loads.len() == farm.ranks()
+                    && rep.results.iter().enumerate().all(|(k, &(i, _))| k == i))
+            ));
         }
         "direct" => {
             let table: Vec<u64> = (0..300).map(|i| i * i).collect();
@@ -496,7 +517,14 @@ fn maps_run_on_every_rank_in_order() {
         for k in 0..SCHEDULES.len() {
             assert_eq!(o.root(&format!("schedule{k}")), "ok");
         }
-        for key in ["strings", "range_ctx", "empty", "bad_schedule", "in_order"] {
+        for key in [
+            "strings",
+            "range_ctx",
+            "empty",
+            "bad_schedule",
+            "in_order",
+            "report",
+        ] {
             assert_eq!(o.root(key), "ok", "{key}\n{}", o.dump());
         }
         assert_eq!(

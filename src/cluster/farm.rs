@@ -85,8 +85,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
 use super::balanced::{ItemsWork, RangeWork, RunOpts, catch_item};
-use super::{AbortHandle, Cluster, ClusterBuilder, ClusterError, ClusterMapError, RANK};
+use super::{
+    AbortHandle, Cluster, ClusterBuilder, ClusterError, ClusterMapError, MapReport, RANK, RankLoad,
+};
 use crate::reduce::tree_reduce;
+use crate::timeline::Timeline;
 use crate::{Pool, Schedule};
 
 #[doc(hidden)]
@@ -1264,12 +1267,77 @@ impl FarmView<'_> {
         self.run(task, ctx, Input::Range(range))
     }
 
+    /// [`FarmView::map_with`] with where and when: per-rank loads, wall time and a timeline
+    /// with one lane per (rank, engine) (see [`MapReport`]; locally, one rank's engines).
+    ///
+    /// # Errors
+    /// As [`FarmView::map`].
+    ///
+    /// # Panics
+    /// As [`FarmView::map`].
+    ///
+    /// # Examples
+    /// ```
+    /// parview::task! { fn inc(x: u32) -> u32 { x + 1 } }
+    /// let farm = parview::cluster::Farm::start().unwrap();
+    /// let rep = farm.load_balanced().map_report_with(inc, &(), &[1, 2, 3]).unwrap();
+    /// assert_eq!(rep.results, vec![2, 3, 4]);
+    /// assert_eq!(rep.loads.iter().map(|l| l.items).sum::<usize>(), 3);
+    /// assert_eq!(rep.lanes.len(), farm.rank_workers().iter().sum::<usize>());
+    /// ```
+    pub fn map_report_with<T: Task>(
+        &self,
+        task: T,
+        ctx: &T::Ctx,
+        items: &[T::Item],
+    ) -> Result<MapReport<T::Out>, ClusterMapError> {
+        self.run_report(task, ctx, Input::Items(items), true)
+    }
+
+    /// [`FarmView::map_range_with`] with the [`MapReport`].
+    ///
+    /// # Errors
+    /// As [`FarmView::map`].
+    ///
+    /// # Panics
+    /// As [`FarmView::map`].
+    ///
+    /// # Examples
+    /// ```
+    /// parview::task! { fn sq(i: usize) -> usize { i * i } }
+    /// let farm = parview::cluster::Farm::start().unwrap();
+    /// let rep = farm.load_balanced().map_range_report_with(sq, &(), 0..10).unwrap();
+    /// assert_eq!(rep.results[9], 81);
+    /// println!("{}", rep.timeline);
+    /// ```
+    pub fn map_range_report_with<T>(
+        &self,
+        task: T,
+        ctx: &T::Ctx,
+        range: Range<usize>,
+    ) -> Result<MapReport<T::Out>, ClusterMapError>
+    where
+        T: Task<Item = usize>,
+    {
+        self.run_report(task, ctx, Input::Range(range), true)
+    }
+
     fn run<T: Task>(
+        &self,
+        task: T,
+        ctx: &T::Ctx,
+        input: Input<'_, T::Item>,
+    ) -> Result<Vec<T::Out>, ClusterMapError> {
+        Ok(self.run_report(task, ctx, input, false)?.results)
+    }
+
+    fn run_report<T: Task>(
         &self,
         _task: T,
         ctx: &T::Ctx,
         input: Input<'_, T::Item>,
-    ) -> Result<Vec<T::Out>, ClusterMapError> {
+        timeline: bool,
+    ) -> Result<MapReport<T::Out>, ClusterMapError> {
         check_registered::<T>();
         self.schedule.validate()?;
         let n = match &input {
@@ -1280,8 +1348,8 @@ impl FarmView<'_> {
             return Err(ClusterMapError::Aborted { done: 0, total: n });
         }
         match &self.farm.backend {
-            Backend::Local(pool, _) => {
-                let outs = pool.schedule(self.schedule).map(0..n, |i| {
+            Backend::Local(pool, [workers]) => {
+                let item = |i: usize| {
                     catch_item(|| match &input {
                         Input::Items(items) => T::run(ctx, &items[i]),
                         Input::Range(r) => {
@@ -1292,7 +1360,14 @@ impl FarmView<'_> {
                             }
                         }
                     })
-                });
+                };
+                let view = pool.schedule(self.schedule);
+                let (outs, tl) = if timeline {
+                    let (v, tl) = view.map_timed(0..n, item);
+                    (v, Some(tl))
+                } else {
+                    (view.map(0..n, item), None)
+                };
                 let mut results = Vec::with_capacity(n);
                 for (index, o) in outs.into_iter().enumerate() {
                     match o {
@@ -1306,7 +1381,24 @@ impl FarmView<'_> {
                         }
                     }
                 }
-                Ok(results)
+                let tl = tl.unwrap_or_else(|| {
+                    Timeline::new("farm (local)", *workers, Duration::ZERO, Vec::new())
+                });
+                let records = tl.records();
+                let loads = vec![RankLoad {
+                    rank: 0,
+                    engines: *workers,
+                    items: n,
+                    chunks: records.len(),
+                    busy: records.iter().map(|r| r.busy()).sum(),
+                }];
+                Ok(MapReport {
+                    results,
+                    loads,
+                    wall: tl.wall_time(),
+                    lanes: (0..*workers).map(|e| (0, e)).collect(),
+                    timeline: tl,
+                })
             }
             Backend::Mpi(c) => {
                 let ctx_bytes =
@@ -1333,10 +1425,10 @@ impl FarmView<'_> {
                     label: self.progress.as_deref(),
                     #[cfg(not(feature = "progress"))]
                     label: None,
-                    timeline: false,
+                    timeline,
                 };
                 let f = |item: &T::Item| T::run(ctx, item);
-                let (res, _report) = match &input {
+                let (res, rep) = match &input {
                     Input::Items(items) => c.run_root(&ItemsWork { items, f }, &opts),
                     Input::Range(r) => c.run_root(
                         &RangeWork {
@@ -1349,7 +1441,13 @@ impl FarmView<'_> {
                         &opts,
                     ),
                 };
-                res
+                Ok(MapReport {
+                    results: res?,
+                    loads: rep.loads,
+                    wall: rep.wall,
+                    timeline: rep.timeline,
+                    lanes: rep.lanes,
+                })
             }
         }
     }
