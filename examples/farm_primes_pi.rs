@@ -147,13 +147,14 @@ fn measure(farm: &Farm, nums: &[u64]) {
         direct.apply(echo).expect("echo");
     }
     let call = t.elapsed() / reps;
+    // A one-item map: command, chunk, result and stop (the item may run on rank 0).
     let t = Instant::now();
     for i in 0..reps as usize {
         farm.load_balanced().map(echo, &[i]).expect("echo");
     }
     let one = t.elapsed() / reps;
     println!(
-        "round trip: direct call on rank {last} {:.1} us; one-item map {:.1} us",
+        "round trip: one task called on rank {last} {:.1} us; a one-item map {:.1} us",
         secs(call) * 1e6,
         secs(one) * 1e6
     );

@@ -102,6 +102,40 @@ const TAG_REPLY: i32 = 0x7061;
 /// Shortest and longest sleep of an idle poll.
 const NAP_MIN: Duration = Duration::from_micros(20);
 const NAP_MAX: Duration = Duration::from_micros(500);
+/// How long an idle poll only yields (no sleep) after the last message: the next command or
+/// reply usually follows within microseconds, and a sleep costs a scheduler round trip.
+const SPIN: Duration = Duration::from_micros(200);
+
+/// Idle-poll pacing: yields during [`SPIN`] after the last message, then sleeps with a
+/// doubling nap up to [`NAP_MAX`].
+struct Pacer {
+    since: std::time::Instant,
+    nap: Duration,
+}
+
+impl Pacer {
+    fn new() -> Self {
+        Pacer {
+            since: std::time::Instant::now(),
+            nap: NAP_MIN,
+        }
+    }
+
+    /// A message arrived: spin again.
+    fn reset(&mut self) {
+        *self = Pacer::new();
+    }
+
+    /// Nothing arrived: yield or sleep.
+    fn idle(&mut self) {
+        if self.since.elapsed() < SPIN {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(self.nap);
+            self.nap = (self.nap * 2).min(NAP_MAX);
+        }
+    }
+}
 
 /// A function the serving ranks can run, made by [`task!`](crate::task) (do not implement it
 /// by hand: the macro also registers the task, and an unregistered task makes the views
@@ -704,14 +738,12 @@ fn check_digests(all: &[Result<String, String>]) -> Result<(), FarmError> {
 /// process exits with status 0.
 fn serve(cluster: Cluster) -> ! {
     let root = cluster.world.process_at_rank(0);
-    let mut nap = NAP_MIN;
+    let mut pace = Pacer::new();
     loop {
         let Some(probed) = root.immediate_matched_probe_with_tag(TAG_CMD) else {
-            std::thread::sleep(nap);
-            nap = (nap * 2).min(NAP_MAX);
+            pace.idle();
             continue;
         };
-        nap = NAP_MIN;
         let (bytes, _) = probed.matched_receive_vec::<u8>();
         let cmd: Cmd = postcard::from_bytes(&bytes).unwrap_or_else(|e| {
             // The hook aborts the job on this (MPI) thread: the protocol is broken.
@@ -754,6 +786,7 @@ fn serve(cluster: Cluster) -> ! {
             }
             Cmd::Shutdown => break,
         }
+        pace.reset();
     }
     drop(cluster); // finalises MPI
     std::process::exit(0)
@@ -1074,13 +1107,12 @@ fn send_all(c: &Cluster, cmd: &[u8]) {
 /// Waits (polling, with naps) for one reply from `rank`.
 fn recv_reply(c: &Cluster, rank: usize) -> Vec<u8> {
     let p = c.world.process_at_rank(rank as i32);
-    let mut nap = NAP_MIN;
+    let mut pace = Pacer::new();
     loop {
         if let Some(probed) = p.immediate_matched_probe_with_tag(TAG_REPLY) {
             return probed.matched_receive_vec::<u8>().0;
         }
-        std::thread::sleep(nap);
-        nap = (nap * 2).min(NAP_MAX);
+        pace.idle();
     }
 }
 
