@@ -388,7 +388,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// parview::task! {
 ///     fn lookup(table: &Shared<Vec<u64>>, i: usize) -> u64 { table.get()[i] }
 /// }
-/// # unsafe { std::env::set_var("PARVIEW_WORKERS", "2") };
 /// let farm = Farm::start().unwrap(); // local here: no mpirun
 /// let table = farm.push(&vec![10u64, 20, 30]).unwrap();
 /// let got = farm.load_balanced().map_range_with(lookup, &table, 0..3).unwrap();
