@@ -11,7 +11,8 @@
 //! push/release of shared data and the direct view with per-rank state (`direct`),
 //! reproducible reductions compared bit for bit with the local computation (`reduce`),
 //! panicking tasks naming rank and index (`failures`), a rank killed with SIGKILL mid-map
-//! (`killed`), and an MPMD launch of two different builds (`mismatch`).
+//! (`killed`), a panic of rank 0's `main` (`root_panics`: the job is aborted), and an MPMD
+//! launch of two different builds (`another_build_on_a_rank_is_an_error_on_rank_0`).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -323,6 +324,11 @@ fn farm_child() {
                 .map_range(kill_rank_1, 0..400);
             say("survived=yes".into());
         }
+        "root_panics" => {
+            let _ = farm.load_balanced().map_range(fails_at_13, 0..5).unwrap();
+            say("before=yes".into());
+            panic!("rank 0's main gives up");
+        }
         other => panic!("unknown {CHILD_VAR} case {other:?}"),
     }
 }
@@ -581,6 +587,20 @@ fn killed_rank_ends_the_job_naming_it() {
     assert!(
         all.contains("rank 1") && (all.contains("signal 9") || all.contains("Killed")),
         "mpirun must name the killed rank\n{}",
+        o.dump()
+    );
+}
+
+#[test]
+fn a_panic_of_rank_0_ends_the_job() {
+    let limit = Duration::from_secs(40);
+    let o = run_cmd(child_cmd(Some(3)), "root_panics", limit)
+        .unwrap_or_else(|o| panic!("the serving ranks outlived rank 0's panic\n{}", o.dump()));
+    assert!(!o.status.success(), "{}", o.dump());
+    assert_eq!(o.root("before"), "yes", "{}", o.dump());
+    assert!(
+        o.stderr.contains("rank 0's main gives up") && o.stderr.contains("MPI_Abort"),
+        "rank 0 says why the job ends\n{}",
         o.dump()
     );
 }
