@@ -557,7 +557,7 @@ fn reductions_have_the_local_bits() {
     let pool = Pool::builder().workers(1).build().unwrap();
     let want = map_reduce_local(&pool, 0..H_N, H_LEAF, harmonic::call, |a, b| a + b).unwrap();
     let want = format!("{:#x}", want.to_bits());
-    for np in [Some(2), Some(3), None] {
+    for np in [Some(1), Some(2), Some(3), None] {
         let o = run_ok(np, "reduce");
         assert_eq!(o.root("harmonic"), want, "np={np:?}\n{}", o.dump());
         assert_eq!(o.root("empty_reduce"), "ok");
