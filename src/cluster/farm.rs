@@ -809,7 +809,16 @@ enum Backend {
 
 /// Rank 0's handle on a root-driven cluster (or the local stand-in without `mpirun`),
 /// created by [`Farm::start`]. Dropping it stops the serving ranks (they exit with status 0)
-/// and finalises MPI. Use it from the thread that started it.
+/// and finalises MPI; rank 0 must drop it (return from `main`): a `std::process::exit` while
+/// it is alive leaves the serving ranks to be ended by `mpirun` with an error.
+///
+/// It is not `Send`: every MPI call stays on the thread that initialised MPI (threading level
+/// Funneled), so the handle cannot be moved to another thread:
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// send(parview::cluster::Farm::start().unwrap());
+/// ```
 ///
 /// # Examples
 /// ```
