@@ -155,6 +155,15 @@ impl Pacer {
 /// assert_eq!(scale::call(&2.0, 1.5), 3.0);
 /// assert_eq!(<scale as Task>::run(&2.0, &1.5), 3.0);
 /// ```
+///
+/// A closure is not a task, so its captures cannot be lost on the way to another rank: this
+/// does not compile (pass `k` as the context of a two-argument task instead).
+///
+/// ```compile_fail
+/// let farm = parview::cluster::Farm::start().unwrap();
+/// let k = 3u64;
+/// let _ = farm.load_balanced().map(|x: &u64| x + k, &[1, 2]);
+/// ```
 pub trait Task: Copy + Send + Sync + 'static {
     /// The registered name: `module_path!()::fn_name`.
     const NAME: &'static str;
