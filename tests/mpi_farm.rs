@@ -203,6 +203,29 @@ fn farm_child() {
                 ok(in_order),
                 ranks.len()
             ));
+            // Background maps: two in flight, a blocking map between them, and the farm used
+            // from another thread.
+            let a1 = farm.load_balanced().map_async(mix, xs.clone());
+            let a2 = farm
+                .load_balanced()
+                .schedule(Schedule::Dynamic(3))
+                .map_async_with(affine, (2, 1), (0..300).collect());
+            let mid = farm.load_balanced().map(mix, &xs[..10]).unwrap();
+            let other = std::thread::scope(|s| {
+                s.spawn(|| farm.load_balanced().map_range(where_ran, 0..5).unwrap())
+                    .join()
+                    .unwrap()
+            });
+            let got2 = a2.get().unwrap();
+            let got1 = a1.get().unwrap();
+            let want_all: Vec<u64> = xs.iter().map(|&x| scramble(x)).collect();
+            say(format!(
+                "async={}",
+                ok(got1 == want_all
+                    && mid[..] == want_all[..10]
+                    && got2 == (0..300u64).map(|i| 2 * i + 1).collect::<Vec<_>>()
+                    && other.iter().enumerate().all(|(k, &(i, _))| k == i))
+            ));
             let rep = farm
                 .load_balanced()
                 .schedule(Schedule::Dynamic(4))
@@ -323,6 +346,22 @@ fn farm_child() {
                 .schedule(Schedule::Dynamic(1))
                 .map_range(kill_rank_1, 0..400);
             say("survived=yes".into());
+        }
+        "drop_pending" => {
+            // Dropping the farm while a background map runs: the map finishes first (the MPI
+            // thread runs its jobs in order), then the serving ranks stop.
+            let ar = farm
+                .load_balanced()
+                .schedule(Schedule::Dynamic(1))
+                .map_async(mix, (0..40).collect());
+            let size = farm.ranks();
+            drop(farm);
+            let got = ar.get();
+            let want: Vec<u64> = (0..40).map(scramble).collect();
+            println!(
+                "RANK 0 size={size} pending={}",
+                ok(got.as_ref().is_ok_and(|v| *v == want))
+            );
         }
         "root_panics" => {
             let _ = farm.load_balanced().map_range(fails_at_13, 0..5).unwrap();
@@ -530,6 +569,7 @@ fn maps_run_on_every_rank_in_order() {
             "bad_schedule",
             "in_order",
             "report",
+            "async",
         ] {
             assert_eq!(o.root(key), "ok", "{key}\n{}", o.dump());
         }
@@ -561,6 +601,14 @@ fn reductions_have_the_local_bits() {
         let o = run_ok(np, "reduce");
         assert_eq!(o.root("harmonic"), want, "np={np:?}\n{}", o.dump());
         assert_eq!(o.root("empty_reduce"), "ok");
+    }
+}
+
+#[test]
+fn a_background_map_outlives_the_dropped_farm() {
+    for np in [Some(2), None] {
+        let o = run_ok(np, "drop_pending");
+        assert_eq!(o.root("pending"), "ok", "{}", o.dump());
     }
 }
 

@@ -25,6 +25,16 @@
 //! cluster's dispenser and protocol ([`ClusterView`](super::ClusterView)). The output is the
 //! same.
 //!
+//! # One MPI thread
+//!
+//! On every rank MPI is initialised, used and finalised by one thread the farm owns: the
+//! engine of a one-worker [`Pool`] (threading level Funneled). Rank 0's handle sends it each
+//! call as a job and waits (parked) for the result; jobs run one at a time in the order they
+//! were sent. So the handle is `Send + Sync`, [`FarmView::map_async`] returns at once while
+//! the map runs on that thread, and a [`Farm`] dropped with background maps pending stops the
+//! serving ranks only after them. A farm cannot be used from inside one of its own tasks (the
+//! MPI thread waits for the task): that call panics, which is the task's error.
+//!
 //! # How serving ranks find the tasks: `task!` + `inventory`
 //!
 //! A serving rank never runs `main`, so it cannot receive a closure: code does not travel.
@@ -84,7 +94,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
-use super::balanced::{ItemsWork, RangeWork, RunOpts, catch_item};
+use super::balanced::{CATCHING, ItemsWork, RangeWork, RunOpts, catch_item};
 use super::{
     AbortHandle, Cluster, ClusterBuilder, ClusterError, ClusterMapError, MapReport, RANK, RankLoad,
 };
@@ -663,11 +673,37 @@ impl FarmBuilder {
             .map_err(|e| FarmError::Pool(e.to_string()))?;
             let w = pool.workers();
             return Ok(Farm {
-                backend: Backend::Local(pool, [w]),
+                backend: Backend::Local(Arc::new(pool), [w]),
             });
         }
+        // MPI lives on the one engine of `host`: it initialises MPI (so that thread is the
+        // MPI thread of threading level Funneled), keeps the Cluster in a thread-local and
+        // makes every MPI call, whichever thread holds the Farm.
+        let host = Pool::builder()
+            .workers(1)
+            .thread_name(|_| "parview-farm-mpi".into())
+            // Its caller waits (a whole map, or for ever on a serving rank): sleep, don't spin.
+            .spin(Duration::ZERO)
+            .build()
+            .map_err(|e| FarmError::Pool(e.to_string()))?;
+        let workers = self.workers;
+        let (size, rank_workers) = on_host(&host, move || start_on_mpi_thread(workers))?;
+        Ok(Farm {
+            backend: Backend::Mpi {
+                host,
+                size,
+                rank_workers,
+            },
+        })
+    }
+}
+
+/// The MPI thread's side of [`FarmBuilder::start`]: initialise, check the build, then serve
+/// (every rank but 0; never returns) or keep the Cluster here (rank 0).
+fn start_on_mpi_thread(workers: Option<usize>) -> Result<(usize, Vec<usize>), FarmError> {
+    {
         let mut b = ClusterBuilder::default();
-        if let Some(n) = self.workers {
+        if let Some(n) = workers {
             b = b.workers(n);
         }
         let cluster = b.build()?;
@@ -704,10 +740,45 @@ impl FarmBuilder {
         if !cluster.is_root() {
             serve(cluster)
         }
-        Ok(Farm {
-            backend: Backend::Mpi(cluster),
-        })
+        let info = (cluster.size(), cluster.rank_workers().to_vec());
+        CLUSTER.with(|c| *c.borrow_mut() = Some(cluster));
+        Ok(info)
     }
+}
+
+thread_local! {
+    /// Rank 0's Cluster, on the MPI thread (the engine of the Farm's host pool).
+    static CLUSTER: std::cell::RefCell<Option<Cluster>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` on the engine of the 1-worker `host` pool (the MPI thread) and returns its value.
+/// Jobs sent to that engine run one at a time, in the order they were sent (its mailbox).
+///
+/// # Panics
+/// If called from inside a task (the MPI thread would wait for the task, the task for the
+/// MPI thread): the panic is that task's error.
+fn on_host<R: Send>(host: &Pool, f: impl FnOnce() -> R + Send) -> R {
+    assert!(
+        !CATCHING.with(|c| c.get()),
+        "parview: a Farm cannot be used from inside one of its tasks"
+    );
+    let f = Mutex::new(Some(f));
+    let mut out = host.direct().apply(|_| {
+        let f = lock(&f).take().expect("runs once");
+        f()
+    });
+    out.pop().expect("one engine")
+}
+
+/// Runs `f` with rank 0's Cluster; must be on the MPI thread.
+fn with_cluster<R>(f: impl FnOnce(&Cluster) -> R) -> R {
+    CLUSTER.with(|c| {
+        let c = c.borrow();
+        let c = c
+            .as_ref()
+            .expect("parview: the farm's MPI state is on its MPI thread only");
+        f(c)
+    })
 }
 
 /// Rank 0's verdict on every rank's digest.
@@ -812,8 +883,14 @@ fn reply<V: Serialize>(cluster: &Cluster, v: &V) {
 
 enum Backend {
     /// The pool and its worker count (as a one-rank layout).
-    Local(Pool, [usize; 1]),
-    Mpi(Cluster),
+    Local(Arc<Pool>, [usize; 1]),
+    /// The 1-worker pool whose engine is the MPI thread (it holds the Cluster), the world
+    /// size and every rank's workers.
+    Mpi {
+        host: Pool,
+        size: usize,
+        rank_workers: Vec<usize>,
+    },
 }
 
 /// Rank 0's handle on a root-driven cluster (or the local stand-in without `mpirun`),
@@ -821,13 +898,9 @@ enum Backend {
 /// and finalises MPI; rank 0 must drop it (return from `main`): a `std::process::exit` while
 /// it is alive leaves the serving ranks to be ended by `mpirun` with an error.
 ///
-/// It is not `Send`: every MPI call stays on the thread that initialised MPI (threading level
-/// Funneled), so the handle cannot be moved to another thread:
-///
-/// ```compile_fail
-/// fn send<T: Send>(_: T) {}
-/// send(parview::cluster::Farm::start().unwrap());
-/// ```
+/// Every MPI call of rank 0 runs on one thread the farm owns (the engine of a one-worker pool,
+/// which initialised MPI: threading level Funneled), so the handle is `Send` and `Sync` and
+/// may be used from any thread; calls from several threads run one after the other.
 ///
 /// # Examples
 /// ```
@@ -855,17 +928,24 @@ impl std::fmt::Debug for Farm {
 
 impl Drop for Farm {
     fn drop(&mut self) {
-        if let Backend::Mpi(c) = &self.backend {
-            if std::thread::panicking() {
-                return; // the Cluster's Drop aborts the job
-            }
-            let stop = postcard::to_allocvec(&Cmd::Shutdown).expect("encodes");
-            for r in 1..c.size() {
-                c.world
-                    .process_at_rank(r as i32)
-                    .send_with_tag(&stop[..], TAG_CMD);
-            }
+        let Backend::Mpi { host, .. } = &self.backend else {
+            return;
+        };
+        if std::thread::panicking() {
+            // Finalising would leave nothing wrong, but rank 0's program did not finish:
+            // end the whole job rather than report success.
+            eprintln!(
+                "parview: rank 0 is unwinding from a panic while it holds the Farm; aborting \
+                 the MPI job (MPI_Abort)"
+            );
+            on_host(host, || super::abort_job());
         }
+        let stop = postcard::to_allocvec(&Cmd::Shutdown).expect("encodes");
+        on_host(host, || {
+            with_cluster(|c| send_all(c, &stop));
+            // Dropping the Cluster on its own thread finalises MPI.
+            CLUSTER.with(|c| drop(c.borrow_mut().take()));
+        });
     }
 }
 
@@ -873,6 +953,14 @@ impl Drop for Farm {
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Farm {
+    /// Runs `f` with the Cluster on the MPI thread; `None` for a local farm.
+    fn mpi<R: Send>(&self, f: impl FnOnce(&Cluster) -> R + Send) -> Option<R> {
+        match &self.backend {
+            Backend::Local(..) => None,
+            Backend::Mpi { host, .. } => Some(on_host(host, || with_cluster(f))),
+        }
+    }
+
     /// Starts a farm with the defaults: `Farm::builder().start()` (see
     /// [`FarmBuilder::start`]; on every rank but 0 it never returns).
     ///
@@ -918,7 +1006,7 @@ impl Farm {
     pub fn ranks(&self) -> usize {
         match &self.backend {
             Backend::Local(..) => 1,
-            Backend::Mpi(c) => c.size(),
+            Backend::Mpi { size, .. } => *size,
         }
     }
 
@@ -932,7 +1020,7 @@ impl Farm {
     pub fn rank_workers(&self) -> &[usize] {
         match &self.backend {
             Backend::Local(_, w) => w,
-            Backend::Mpi(c) => c.rank_workers(),
+            Backend::Mpi { rank_workers, .. } => rank_workers,
         }
     }
 
@@ -994,13 +1082,13 @@ impl Farm {
             message: format!("encoding the pushed value: {e}"),
         })?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        if let Backend::Mpi(c) = &self.backend {
+        if !self.is_local() {
             let cmd = postcard::to_allocvec(&Cmd::Push {
                 id,
                 bytes: bytes.clone(),
             })
             .expect("encodes");
-            send_all(c, &cmd);
+            self.mpi(|c| send_all(c, &cmd));
         }
         lock(shared_store()).insert(
             id,
@@ -1025,10 +1113,8 @@ impl Farm {
     /// assert!(std::panic::catch_unwind(|| h.get()).is_err());
     /// ```
     pub fn release<V>(&self, shared: Shared<V>) {
-        if let Backend::Mpi(c) = &self.backend {
-            let cmd = postcard::to_allocvec(&Cmd::Release { id: shared.id }).expect("encodes");
-            send_all(c, &cmd);
-        }
+        let cmd = postcard::to_allocvec(&Cmd::Release { id: shared.id }).expect("encodes");
+        self.mpi(|c| send_all(c, &cmd));
         lock(shared_store()).remove(&shared.id);
     }
 
@@ -1115,10 +1201,15 @@ impl Farm {
 /// Sends `cmd` to every serving rank.
 fn send_all(c: &Cluster, cmd: &[u8]) {
     for r in 1..c.size() {
-        c.world
-            .process_at_rank(r as i32)
-            .send_with_tag(cmd, TAG_CMD);
+        send_to(c, r, cmd);
     }
+}
+
+/// Sends `cmd` to serving rank `r`.
+fn send_to(c: &Cluster, r: usize, cmd: &[u8]) {
+    c.world
+        .process_at_rank(r as i32)
+        .send_with_tag(cmd, TAG_CMD);
 }
 
 /// Waits (polling, with naps) for one reply from `rank`.
@@ -1380,6 +1471,18 @@ impl FarmView<'_> {
         Ok(self.run_report(task, ctx, input, false)?.results)
     }
 
+    fn spec(&self, timeline: bool) -> MapSpec {
+        MapSpec {
+            schedule: self.schedule,
+            abort: self.abort.clone(),
+            #[cfg(feature = "progress")]
+            label: self.progress.clone(),
+            #[cfg(not(feature = "progress"))]
+            label: None,
+            timeline,
+        }
+    }
+
     fn run_report<T: Task>(
         &self,
         _task: T,
@@ -1387,119 +1490,306 @@ impl FarmView<'_> {
         input: Input<'_, T::Item>,
         timeline: bool,
     ) -> Result<MapReport<T::Out>, ClusterMapError> {
-        check_registered::<T>();
-        self.schedule.validate()?;
-        let n = match &input {
-            Input::Items(items) => items.len(),
-            Input::Range(r) => r.len(),
-        };
-        if self.abort.as_ref().is_some_and(AbortHandle::is_aborted) {
-            return Err(ClusterMapError::Aborted { done: 0, total: n });
-        }
+        let spec = self.spec(timeline);
+        spec.check::<T>(&input)?;
         match &self.farm.backend {
+            Backend::Local(pool, [workers]) => run_local::<T>(pool, *workers, &spec, ctx, &input),
+            Backend::Mpi { host, .. } => on_host(host, || {
+                with_cluster(|c| run_mpi::<T>(c, &spec, ctx, &input))
+            }),
+        }
+    }
+
+    /// [`FarmView::map`] in the background: returns at once; the map runs on rank 0's MPI
+    /// thread (locally, on the pool) while the calling thread goes on. Farm calls made
+    /// meanwhile wait for it (one MPI thread runs them in order).
+    ///
+    /// # Examples
+    /// ```
+    /// parview::task! { fn half(x: u64) -> u64 { x / 2 } }
+    /// let farm = parview::cluster::Farm::start().unwrap();
+    /// let ar = farm.load_balanced().map_async(half, vec![2, 4, 6]);
+    /// // ... other work ...
+    /// assert_eq!(ar.get().unwrap(), vec![1, 2, 3]);
+    /// ```
+    pub fn map_async<T>(&self, task: T, items: Vec<T::Item>) -> FarmAsync<Vec<T::Out>>
+    where
+        T: Task<Ctx = ()>,
+        T::Item: Send,
+    {
+        self.map_async_with(task, (), items)
+    }
+
+    /// [`FarmView::map_async`] with a context (owned: it moves to the MPI thread).
+    ///
+    /// # Examples
+    /// ```
+    /// parview::task! { fn scale(k: &f64, x: f64) -> f64 { k * x } }
+    /// let farm = parview::cluster::Farm::start().unwrap();
+    /// let ar = farm.load_balanced().map_async_with(scale, 2.0, vec![1.0, 1.5]);
+    /// assert_eq!(ar.get().unwrap(), vec![2.0, 3.0]);
+    /// ```
+    pub fn map_async_with<T>(
+        &self,
+        _task: T,
+        ctx: T::Ctx,
+        items: Vec<T::Item>,
+    ) -> FarmAsync<Vec<T::Out>>
+    where
+        T: Task,
+        T::Item: Send,
+        T::Ctx: Send,
+    {
+        let spec = self.spec(false);
+        let inner = match &self.farm.backend {
             Backend::Local(pool, [workers]) => {
-                let item = |i: usize| {
-                    catch_item(|| match &input {
-                        Input::Items(items) => T::run(ctx, &items[i]),
-                        Input::Range(r) => {
-                            let idx = r.start + i;
-                            match (&idx as &dyn Any).downcast_ref::<T::Item>() {
-                                Some(item) => T::run(ctx, item),
-                                None => unreachable!("range maps take index tasks"),
-                            }
-                        }
-                    })
-                };
-                let view = pool.schedule(self.schedule);
-                let (outs, tl) = if timeline {
-                    let (v, tl) = view.map_timed(0..n, item);
-                    (v, Some(tl))
-                } else {
-                    (view.map(0..n, item), None)
-                };
-                let mut results = Vec::with_capacity(n);
-                for (index, o) in outs.into_iter().enumerate() {
-                    match o {
-                        Ok(v) => results.push(v),
-                        Err(message) => {
-                            return Err(ClusterMapError::Failed {
-                                rank: 0,
-                                index,
-                                message,
-                            });
-                        }
-                    }
-                }
-                let tl = tl.unwrap_or_else(|| {
-                    Timeline::new("farm (local)", *workers, Duration::ZERO, Vec::new())
-                });
-                let records = tl.records();
-                let loads = vec![RankLoad {
-                    rank: 0,
-                    engines: *workers,
-                    items: n,
-                    chunks: records.len(),
-                    busy: records.iter().map(|r| r.busy()).sum(),
-                }];
-                Ok(MapReport {
-                    results,
-                    loads,
-                    wall: tl.wall_time(),
-                    lanes: (0..*workers).map(|e| (0, e)).collect(),
-                    timeline: tl,
+                let p = Arc::clone(pool);
+                let w = *workers;
+                pool.load_balanced().submit(move || {
+                    let input = Input::Items(&items[..]);
+                    spec.check::<T>(&input)?;
+                    Ok(run_local::<T>(&p, w, &spec, &ctx, &input)?.results)
                 })
             }
-            Backend::Mpi(c) => {
-                let ctx_bytes =
-                    postcard::to_allocvec(ctx).map_err(|e| ClusterMapError::Failed {
-                        rank: 0,
-                        index: 0,
-                        message: format!("encoding the task's context: {e}"),
-                    })?;
-                let range = match &input {
-                    Input::Items(_) => None,
-                    Input::Range(r) => Some((r.start as u64, r.end as u64)),
+            Backend::Mpi { host, .. } => {
+                let job = move || -> Result<Vec<T::Out>, ClusterMapError> {
+                    let input = Input::Items(&items[..]);
+                    spec.check::<T>(&input)?;
+                    if CLUSTER.with(|c| c.borrow().is_none()) {
+                        return Err(ClusterMapError::Failed {
+                            rank: 0,
+                            index: 0,
+                            message: "the Farm was dropped before this map started".into(),
+                        });
+                    }
+                    Ok(with_cluster(|c| run_mpi::<T>(c, &spec, &ctx, &input))?.results)
                 };
-                let cmd = postcard::to_allocvec(&Cmd::Map {
-                    task: T::NAME.to_owned(),
-                    ctx: ctx_bytes,
-                    range,
-                })
-                .expect("a command encodes");
-                send_all(c, &cmd);
-                let opts = RunOpts {
-                    schedule: self.schedule,
-                    abort: self.abort.as_ref(),
-                    #[cfg(feature = "progress")]
-                    label: self.progress.as_deref(),
-                    #[cfg(not(feature = "progress"))]
-                    label: None,
-                    timeline,
-                };
-                let f = |item: &T::Item| T::run(ctx, item);
-                let (res, rep) = match &input {
-                    Input::Items(items) => c.run_root(&ItemsWork { items, f }, &opts),
-                    Input::Range(r) => c.run_root(
-                        &RangeWork {
-                            range: r.clone(),
-                            f: |i: usize| match (&i as &dyn Any).downcast_ref::<T::Item>() {
-                                Some(item) => f(item),
-                                None => unreachable!("range maps take index tasks"),
-                            },
-                        },
-                        &opts,
-                    ),
-                };
-                Ok(MapReport {
-                    results: res?,
-                    loads: rep.loads,
-                    wall: rep.wall,
-                    timeline: rep.timeline,
-                    lanes: rep.lanes,
-                })
+                let job = Mutex::new(Some(job));
+                host.direct()
+                    .apply_async(move |_| lock(&job).take().expect("runs once")())
+                    .map_value(|mut v: Vec<_>| v.pop().expect("one engine"))
+            }
+        };
+        FarmAsync { inner }
+    }
+}
+
+/// A farm map running in the background ([`FarmView::map_async`]).
+///
+/// # Examples
+/// ```
+/// parview::task! { fn inc(x: u8) -> u8 { x + 1 } }
+/// let farm = parview::cluster::Farm::start().unwrap();
+/// let ar = farm.load_balanced().map_async(inc, vec![1, 2]);
+/// ar.wait();
+/// assert!(ar.ready());
+/// assert_eq!(ar.get().unwrap(), vec![2, 3]);
+/// ```
+#[must_use = "dropping it does not stop the map; get() its result"]
+pub struct FarmAsync<R> {
+    inner: crate::AsyncResult<Result<R, ClusterMapError>>,
+}
+
+impl<R> std::fmt::Debug for FarmAsync<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FarmAsync")
+            .field("ready", &self.inner.ready())
+            .finish()
+    }
+}
+
+impl<R: Send + 'static> FarmAsync<R> {
+    /// Whether the map has finished.
+    ///
+    /// # Examples
+    /// ```
+    /// parview::task! { fn id(x: u8) -> u8 { x } }
+    /// let farm = parview::cluster::Farm::start().unwrap();
+    /// let ar = farm.load_balanced().map_async(id, vec![1]);
+    /// ar.wait();
+    /// assert!(ar.ready());
+    /// ```
+    pub fn ready(&self) -> bool {
+        self.inner.ready()
+    }
+
+    /// Blocks until the map has finished.
+    ///
+    /// # Examples
+    /// ```
+    /// parview::task! { fn id(x: u8) -> u8 { x } }
+    /// let farm = parview::cluster::Farm::start().unwrap();
+    /// farm.load_balanced().map_async(id, vec![1]).wait();
+    /// ```
+    pub fn wait(&self) {
+        self.inner.wait()
+    }
+
+    /// Blocks until the map has finished and returns its results.
+    ///
+    /// # Errors
+    /// As [`FarmView::map`].
+    ///
+    /// # Examples
+    /// ```
+    /// parview::task! { fn id(x: u8) -> u8 { x } }
+    /// let farm = parview::cluster::Farm::start().unwrap();
+    /// assert_eq!(farm.load_balanced().map_async(id, vec![7]).get().unwrap(), vec![7]);
+    /// ```
+    pub fn get(self) -> Result<R, ClusterMapError> {
+        self.inner.get().unwrap_or_else(|e| {
+            Err(ClusterMapError::Failed {
+                rank: 0,
+                index: 0,
+                message: e.to_string(),
+            })
+        })
+    }
+}
+
+/// A map's settings, owned (so a background map can take them along).
+struct MapSpec {
+    schedule: Schedule,
+    abort: Option<AbortHandle>,
+    label: Option<String>,
+    timeline: bool,
+}
+
+impl MapSpec {
+    /// The checks before anything is sent: registered task, valid schedule, not aborted.
+    fn check<T: Task>(&self, input: &Input<'_, T::Item>) -> Result<(), ClusterMapError> {
+        check_registered::<T>();
+        self.schedule.validate()?;
+        if self.abort.as_ref().is_some_and(AbortHandle::is_aborted) {
+            return Err(ClusterMapError::Aborted {
+                done: 0,
+                total: input.len(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl<I> Input<'_, I> {
+    fn len(&self) -> usize {
+        match self {
+            Input::Items(items) => items.len(),
+            Input::Range(r) => r.len(),
+        }
+    }
+}
+
+/// A map on the local pool (a local farm).
+fn run_local<T: Task>(
+    pool: &Pool,
+    workers: usize,
+    spec: &MapSpec,
+    ctx: &T::Ctx,
+    input: &Input<'_, T::Item>,
+) -> Result<MapReport<T::Out>, ClusterMapError> {
+    let n = input.len();
+    let item = |i: usize| {
+        catch_item(|| match input {
+            Input::Items(items) => T::run(ctx, &items[i]),
+            Input::Range(r) => {
+                let idx = r.start + i;
+                match (&idx as &dyn Any).downcast_ref::<T::Item>() {
+                    Some(item) => T::run(ctx, item),
+                    None => unreachable!("range maps take index tasks"),
+                }
+            }
+        })
+    };
+    let view = pool.schedule(spec.schedule);
+    let (outs, tl) = if spec.timeline {
+        let (v, tl) = view.map_timed(0..n, item);
+        (v, Some(tl))
+    } else {
+        (view.map(0..n, item), None)
+    };
+    let mut results = Vec::with_capacity(n);
+    for (index, o) in outs.into_iter().enumerate() {
+        match o {
+            Ok(v) => results.push(v),
+            Err(message) => {
+                return Err(ClusterMapError::Failed {
+                    rank: 0,
+                    index,
+                    message,
+                });
             }
         }
     }
+    let tl =
+        tl.unwrap_or_else(|| Timeline::new("farm (local)", workers, Duration::ZERO, Vec::new()));
+    let records = tl.records();
+    let loads = vec![RankLoad {
+        rank: 0,
+        engines: workers,
+        items: n,
+        chunks: records.len(),
+        busy: records.iter().map(|r| r.busy()).sum(),
+    }];
+    Ok(MapReport {
+        results,
+        loads,
+        wall: tl.wall_time(),
+        lanes: (0..workers).map(|e| (0, e)).collect(),
+        timeline: tl,
+    })
+}
+
+/// A map across the ranks, on rank 0's MPI thread: the command to every serving rank, then
+/// the SPMD cluster's root loop.
+fn run_mpi<T: Task>(
+    c: &Cluster,
+    spec: &MapSpec,
+    ctx: &T::Ctx,
+    input: &Input<'_, T::Item>,
+) -> Result<MapReport<T::Out>, ClusterMapError> {
+    let ctx_bytes = postcard::to_allocvec(ctx).map_err(|e| ClusterMapError::Failed {
+        rank: 0,
+        index: 0,
+        message: format!("encoding the task's context: {e}"),
+    })?;
+    let range = match input {
+        Input::Items(_) => None,
+        Input::Range(r) => Some((r.start as u64, r.end as u64)),
+    };
+    let cmd = postcard::to_allocvec(&Cmd::Map {
+        task: T::NAME.to_owned(),
+        ctx: ctx_bytes,
+        range,
+    })
+    .expect("a command encodes");
+    send_all(c, &cmd);
+    let opts = RunOpts {
+        schedule: spec.schedule,
+        abort: spec.abort.as_ref(),
+        label: spec.label.as_deref(),
+        timeline: spec.timeline,
+    };
+    let f = |item: &T::Item| T::run(ctx, item);
+    let (res, rep) = match input {
+        Input::Items(items) => c.run_root(&ItemsWork { items, f }, &opts),
+        Input::Range(r) => c.run_root(
+            &RangeWork {
+                range: r.clone(),
+                f: |i: usize| match (&i as &dyn Any).downcast_ref::<T::Item>() {
+                    Some(item) => f(item),
+                    None => unreachable!("range maps take index tasks"),
+                },
+            },
+            &opts,
+        ),
+    };
+    Ok(MapReport {
+        results: res?,
+        loads: rep.loads,
+        wall: rep.wall,
+        timeline: rep.timeline,
+        lanes: rep.lanes,
+    })
 }
 
 /// The direct view of a [`Farm`] (ipyparallel's `rc[:]` over ranks): a task run once on
@@ -1598,32 +1888,32 @@ impl FarmDirect<'_> {
             message: format!("encoding the task's context: {e}"),
         };
         let ctx_bytes = postcard::to_allocvec(ctx).map_err(enc)?;
-        if let Backend::Mpi(c) = &self.farm.backend {
-            for &r in ranks.iter().filter(|&&r| r != 0) {
+        let remote: Vec<usize> = ranks.iter().copied().filter(|&r| r != 0).collect();
+        self.farm.mpi(|c| {
+            for &r in &remote {
                 let cmd = postcard::to_allocvec(&Cmd::Call {
                     task: T::NAME.to_owned(),
                     ctx: ctx_bytes.clone(),
                     item: postcard::to_allocvec(&r).expect("a rank encodes"),
                 })
                 .expect("a command encodes");
-                c.world
-                    .process_at_rank(r as i32)
-                    .send_with_tag(&cmd[..], TAG_CMD);
+                send_to(c, r, &cmd);
             }
-        }
+        });
         // Rank 0's own call runs here while the others run theirs.
-        let mine = ranks.contains(&0).then(|| catch_item(|| T::run(ctx, &0)));
+        let mut mine = ranks.contains(&0).then(|| catch_item(|| T::run(ctx, &0)));
+        let mut replies = self
+            .farm
+            .mpi(|c| remote.iter().map(|&r| recv_reply(c, r)).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter();
         let mut outs = Vec::with_capacity(ranks.len());
         let mut first_fail = None;
-        let mut mine = mine;
         for &r in &ranks {
             let out: Result<T::Out, String> = if r == 0 {
                 mine.take().expect("rank 0 is listed once")
             } else {
-                let Backend::Mpi(c) = &self.farm.backend else {
-                    unreachable!("targets are checked against the ranks")
-                };
-                let bytes = recv_reply(c, r);
+                let bytes = replies.next().expect("one reply per serving target");
                 postcard::from_bytes::<Result<Vec<u8>, String>>(&bytes)
                     .map_err(|e| format!("undecodable reply: {e}"))
                     .and_then(|x| x)
@@ -1666,20 +1956,20 @@ impl FarmDirect<'_> {
             index: 0,
             message: format!("encoding the state {key:?}: {e}"),
         })?;
-        for r in self.ranks() {
-            if r == 0 {
-                lock(rank_store()).insert(key.to_owned(), bytes.clone());
-            } else if let Backend::Mpi(c) = &self.farm.backend {
-                let cmd = postcard::to_allocvec(&Cmd::SetState {
-                    key: key.to_owned(),
-                    bytes: bytes.clone(),
-                })
-                .expect("a command encodes");
-                c.world
-                    .process_at_rank(r as i32)
-                    .send_with_tag(&cmd[..], TAG_CMD);
-            }
+        let ranks = self.ranks();
+        if ranks.contains(&0) {
+            lock(rank_store()).insert(key.to_owned(), bytes.clone());
         }
+        let cmd = postcard::to_allocvec(&Cmd::SetState {
+            key: key.to_owned(),
+            bytes,
+        })
+        .expect("a command encodes");
+        self.farm.mpi(|c| {
+            for &r in ranks.iter().filter(|&&r| r != 0) {
+                send_to(c, r, &cmd);
+            }
+        });
         Ok(())
     }
 
@@ -1697,27 +1987,29 @@ impl FarmDirect<'_> {
     /// ```
     pub fn pull<V: DeserializeOwned>(&self, key: &str) -> Result<Vec<Option<V>>, ClusterMapError> {
         let ranks = self.ranks();
-        if let Backend::Mpi(c) = &self.farm.backend {
-            let cmd = postcard::to_allocvec(&Cmd::GetState {
-                key: key.to_owned(),
+        let cmd = postcard::to_allocvec(&Cmd::GetState {
+            key: key.to_owned(),
+        })
+        .expect("a command encodes");
+        let remote: Vec<usize> = ranks.iter().copied().filter(|&r| r != 0).collect();
+        let mut replies = self
+            .farm
+            .mpi(|c| {
+                for &r in &remote {
+                    send_to(c, r, &cmd);
+                }
+                remote.iter().map(|&r| recv_reply(c, r)).collect::<Vec<_>>()
             })
-            .expect("a command encodes");
-            for &r in ranks.iter().filter(|&&r| r != 0) {
-                c.world
-                    .process_at_rank(r as i32)
-                    .send_with_tag(&cmd[..], TAG_CMD);
-            }
-        }
+            .unwrap_or_default()
+            .into_iter();
         let mut out = Vec::with_capacity(ranks.len());
         let mut first_fail = None;
         for &r in &ranks {
             let bytes: Option<Vec<u8>> = if r == 0 {
                 lock(rank_store()).get(key).cloned()
             } else {
-                let Backend::Mpi(c) = &self.farm.backend else {
-                    unreachable!("targets are checked against the ranks")
-                };
-                postcard::from_bytes(&recv_reply(c, r)).unwrap_or(None)
+                let reply = replies.next().expect("one reply per serving target");
+                postcard::from_bytes(&reply).unwrap_or(None)
             };
             match bytes.map(|b| postcard::from_bytes::<V>(&b)) {
                 None => out.push(None),

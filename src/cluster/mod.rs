@@ -76,8 +76,8 @@ mod farm;
 pub use balanced::{AbortHandle, ClusterMapError, ClusterView, MapReport, RankLoad};
 pub use direct::{ClusterDirectView, RankState};
 pub use farm::{
-    Farm, FarmBuilder, FarmDirect, FarmError, FarmView, Shared, Task, current_rank, rank_state,
-    set_rank_state,
+    Farm, FarmAsync, FarmBuilder, FarmDirect, FarmError, FarmView, Shared, Task, current_rank,
+    rank_state, set_rank_state,
 };
 
 /// What [`task!`](crate::task) expands to; not public API.
