@@ -641,7 +641,7 @@ impl FarmBuilder {
 
     /// Starts the farm: under a launcher (`mpirun`, `srun`; see
     /// [`LAUNCHER_SIZE_VARS`](super::LAUNCHER_SIZE_VARS)) MPI is initialised (threading level
-    /// Funneled, on the calling thread), every rank checks it runs rank 0's build, and
+    /// Funneled) on a thread the farm owns (see the module docs), every rank checks it runs rank 0's build, and
     /// **every rank but 0 serves tasks here and never returns**: it exits the process with
     /// status 0 (after finalising MPI) when rank 0's [`Farm`] is dropped. Without a launcher
     /// it returns a local farm on a [`Pool`], with the same results.
