@@ -193,7 +193,9 @@
 //!
 //! ## Features
 //! * `progress`: [indicatif] progress bars ([`LoadBalancedView::progress`](crate::LoadBalancedView)).
-//! * `mpi`: the `cluster` module — the same maps across ranks of an MPI job (see MPI.md).
+//! * `mpi`: the `cluster` module — the same maps across ranks of an MPI job (see MPI.md): SPMD
+//!   (`Cluster`, every rank runs `main`) or root-driven (`Farm` with `task!`, the program
+//!   runs once and the other ranks serve).
 //!
 //! [crossbeam-deque]: https://docs.rs/crossbeam-deque
 //! [indicatif]: https://docs.rs/indicatif

@@ -87,10 +87,21 @@
 mod background;
 mod balanced;
 mod direct;
+mod farm;
 
 pub use background::{ClusterAsyncResult, ClusterImapUnordered};
 pub use balanced::{AbortHandle, ClusterMapError, ClusterView, MapReport, RankLoad};
 pub use direct::{ClusterDirectView, RankState};
+pub use farm::{
+    Farm, FarmAsync, FarmBuilder, FarmDirect, FarmError, FarmView, Shared, Task, current_rank,
+    rank_state, set_rank_state,
+};
+
+/// What [`task!`](crate::task) expands to; not public API.
+#[doc(hidden)]
+pub mod __farm {
+    pub use super::farm::{TaskEntry, inventory};
+}
 
 /// The rsmpi crate this module is built on, for calls it does not wrap and for
 /// `#[derive(Equivalence)]` (see [`Equivalence`]).
