@@ -1763,12 +1763,12 @@ fn run_mpi<T: Task>(
     })
     .expect("a command encodes");
     send_all(c, &cmd);
-    let opts = RunOpts {
-        schedule: spec.schedule,
-        abort: spec.abort.as_ref(),
-        label: spec.label.as_deref(),
-        timeline: spec.timeline,
-    };
+    let opts = RunOpts::blocking(
+        spec.schedule,
+        spec.abort.as_ref(),
+        spec.label.as_deref(),
+        spec.timeline,
+    );
     let f = |item: &T::Item| T::run(ctx, item);
     let (res, rep) = match input {
         Input::Items(items) => c.run_root(&ItemsWork { items, f }, &opts),
