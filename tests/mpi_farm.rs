@@ -226,6 +226,29 @@ fn farm_child() {
                     && got2 == (0..300u64).map(|i| 2 * i + 1).collect::<Vec<_>>()
                     && other.iter().enumerate().all(|(k, &(i, _))| k == i))
             ));
+            // Results as they arrive: every index exactly once, each with its own value.
+            let mut seen = vec![0usize; xs.len()];
+            let mut right = true;
+            for (i, r) in farm
+                .load_balanced()
+                .schedule(Schedule::Dynamic(5))
+                .imap_unordered(mix, xs.clone())
+            {
+                seen[i] += 1;
+                right &= r.ok() == Some(scramble(xs[i]));
+            }
+            let with_ctx: u64 = farm
+                .load_balanced()
+                .imap_unordered_with(affine, (2, 1), (0..300).collect())
+                .map(|(i, r)| {
+                    right &= r.as_ref().ok() == Some(&(2 * i as u64 + 1));
+                    r.unwrap_or(0)
+                })
+                .sum();
+            say(format!(
+                "imap_unordered={}",
+                ok(right && seen.iter().all(|&c| c == 1) && with_ctx == 300 * 299 + 300)
+            ));
             let rep = farm
                 .load_balanced()
                 .schedule(Schedule::Dynamic(4))
@@ -335,6 +358,27 @@ fn farm_child() {
             say(format!(
                 "direct_fail={}",
                 ok(matches!(d, Err(ClusterMapError::Failed { rank: 1, .. })))
+            ));
+            // Streaming: the panicking item is one `Err` naming its index, every other comes.
+            let mut errs = Vec::new();
+            let mut fine = 0;
+            for (i, r) in farm
+                .load_balanced()
+                .schedule(Schedule::Dynamic(2))
+                .imap_unordered(fails_at_13, (0..60).collect())
+            {
+                match r {
+                    Ok(v) if v == i => fine += 1,
+                    Ok(_) => {}
+                    Err(ClusterMapError::Failed { index, message, .. }) => {
+                        errs.push((i, index, message))
+                    }
+                    Err(_) => {}
+                }
+            }
+            say(format!(
+                "imap_fail={}",
+                ok(fine == 59 && errs == [(13, 13, "index thirteen".to_string())])
             ));
             // Still usable.
             let v = farm.load_balanced().map_range(fails_at_13, 20..40).unwrap();
@@ -570,6 +614,7 @@ fn maps_run_on_every_rank_in_order() {
             "in_order",
             "report",
             "async",
+            "imap_unordered",
         ] {
             assert_eq!(o.root(key), "ok", "{key}\n{}", o.dump());
         }
@@ -617,7 +662,7 @@ fn panicking_tasks_name_rank_and_index() {
     for np in [Some(2), Some(3)] {
         let o = run_ok(np, "failures");
         assert_all_ok(&o, &[]);
-        for key in ["rank1", "direct_fail", "after"] {
+        for key in ["rank1", "direct_fail", "imap_fail", "after"] {
             assert_eq!(o.root(key), "ok", "{key}\n{}", o.dump());
         }
         assert_eq!(o.stdout.matches("at13_").count(), 3, "{}", o.dump());

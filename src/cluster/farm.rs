@@ -94,7 +94,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
-use super::balanced::{CATCHING, ItemsWork, RangeWork, RunOpts, catch_item};
+use super::balanced::{CATCHING, ItemSender, ItemsWork, RangeWork, RunOpts, catch_item};
 use super::{
     AbortHandle, Cluster, ClusterBuilder, ClusterError, ClusterMapError, MapReport, RANK, RankLoad,
 };
@@ -1495,7 +1495,7 @@ impl FarmView<'_> {
         match &self.farm.backend {
             Backend::Local(pool, [workers]) => run_local::<T>(pool, *workers, &spec, ctx, &input),
             Backend::Mpi { host, .. } => on_host(host, || {
-                with_cluster(|c| run_mpi::<T>(c, &spec, ctx, &input))
+                with_cluster(|c| run_mpi::<T>(c, &spec, ctx, &input, None))
             }),
         }
     }
@@ -1562,7 +1562,7 @@ impl FarmView<'_> {
                             message: "the Farm was dropped before this map started".into(),
                         });
                     }
-                    Ok(with_cluster(|c| run_mpi::<T>(c, &spec, &ctx, &input))?.results)
+                    Ok(with_cluster(|c| run_mpi::<T>(c, &spec, &ctx, &input, None))?.results)
                 };
                 let job = Mutex::new(Some(job));
                 host.direct()
@@ -1571,6 +1571,155 @@ impl FarmView<'_> {
             }
         };
         FarmAsync { inner }
+    }
+}
+
+impl FarmView<'_> {
+    /// Results as they arrive on rank 0: `(index, outcome)` in completion order, every index
+    /// exactly once (the local [`ImapUnordered`](crate::ImapUnordered) with a rank-aware
+    /// error). The map runs in the background like [`map_async`](Self::map_async); an item
+    /// that panicked comes as `Err(ClusterMapError::Failed)` naming its rank and index, and
+    /// the other items still come. A map refused before it starts (unregistered task, invalid
+    /// schedule, already aborted) yields one `(0, Err(..))`. The view's
+    /// [`abortable`](Self::abortable) handle stops it: the iteration then ends early.
+    ///
+    /// # Examples
+    /// ```
+    /// parview::task! { fn cube(x: u64) -> u64 { x * x * x } }
+    /// let farm = parview::cluster::Farm::start().unwrap();
+    /// let mut got: Vec<(usize, u64)> = farm
+    ///     .load_balanced()
+    ///     .imap_unordered(cube, (0..20).collect())
+    ///     .map(|(i, r)| (i, r.unwrap()))
+    ///     .collect();
+    /// got.sort();
+    /// assert_eq!(got[3], (3, 27));
+    /// assert_eq!(got.len(), 20);
+    /// ```
+    pub fn imap_unordered<T>(&self, task: T, items: Vec<T::Item>) -> FarmImapUnordered<T::Out>
+    where
+        T: Task<Ctx = ()>,
+        T::Item: Send,
+    {
+        self.imap_unordered_with(task, (), items)
+    }
+
+    /// [`FarmView::imap_unordered`] with a context (owned: it moves to the map's thread).
+    ///
+    /// # Examples
+    /// ```
+    /// parview::task! { fn add(k: &u32, x: u32) -> u32 { k + x } }
+    /// let farm = parview::cluster::Farm::start().unwrap();
+    /// let sum: u32 = farm
+    ///     .load_balanced()
+    ///     .imap_unordered_with(add, 10, vec![1, 2, 3])
+    ///     .map(|(_, r)| r.unwrap())
+    ///     .sum();
+    /// assert_eq!(sum, 36);
+    /// ```
+    pub fn imap_unordered_with<T>(
+        &self,
+        _task: T,
+        ctx: T::Ctx,
+        items: Vec<T::Item>,
+    ) -> FarmImapUnordered<T::Out>
+    where
+        T: Task,
+        T::Item: Send,
+        T::Ctx: Send,
+    {
+        let spec = self.spec(false);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let refused = |tx: &ItemSender<T::Out>, e: ClusterMapError| {
+            let _ = tx.send((0, Err(e)));
+        };
+        let inner = match &self.farm.backend {
+            Backend::Local(pool, _) => {
+                let p = Arc::clone(pool);
+                pool.load_balanced().submit(move || {
+                    let input = Input::Items(&items[..]);
+                    if let Err(e) = spec.check::<T>(&input) {
+                        refused(&tx, e);
+                        return Ok(());
+                    }
+                    let abort = spec.abort.clone();
+                    p.schedule(spec.schedule).for_each(0..items.len(), |i| {
+                        if abort.as_ref().is_some_and(AbortHandle::is_aborted) {
+                            return;
+                        }
+                        let out = catch_item(|| T::run(&ctx, &items[i])).map_err(|message| {
+                            ClusterMapError::Failed {
+                                rank: 0,
+                                index: i,
+                                message,
+                            }
+                        });
+                        let _ = tx.send((i, out));
+                    });
+                    Ok(())
+                })
+            }
+            Backend::Mpi { host, .. } => {
+                let job = move || -> Result<(), ClusterMapError> {
+                    let input = Input::Items(&items[..]);
+                    let started = spec.check::<T>(&input).and_then(|()| {
+                        if CLUSTER.with(|c| c.borrow().is_none()) {
+                            Err(ClusterMapError::Failed {
+                                rank: 0,
+                                index: 0,
+                                message: "the Farm was dropped before this map started".into(),
+                            })
+                        } else {
+                            Ok(())
+                        }
+                    });
+                    if let Err(e) = started {
+                        refused(&tx, e);
+                        return Ok(());
+                    }
+                    // Items stream through `tx`; a failure is already in the stream.
+                    let _ = with_cluster(|c| run_mpi::<T>(c, &spec, &ctx, &input, Some(tx)));
+                    Ok(())
+                };
+                let job = Mutex::new(Some(job));
+                host.direct()
+                    .apply_async(move |_| lock(&job).take().expect("runs once")())
+                    .map_value(|mut v: Vec<_>| v.pop().expect("one engine"))
+            }
+        };
+        FarmImapUnordered {
+            rx,
+            _map: FarmAsync { inner },
+        }
+    }
+}
+
+/// Results of [`FarmView::imap_unordered`] as they arrive: `(index, outcome)`.
+///
+/// # Examples
+/// ```
+/// parview::task! { fn twice(x: i32) -> i32 { 2 * x } }
+/// let farm = parview::cluster::Farm::start().unwrap();
+/// let it = farm.load_balanced().imap_unordered(twice, vec![1, 2, 3]);
+/// assert_eq!(it.map(|(_, r)| r.unwrap()).sum::<i32>(), 12);
+/// ```
+#[must_use = "iterators are lazy"]
+pub struct FarmImapUnordered<R> {
+    rx: crossbeam_channel::Receiver<(usize, Result<R, ClusterMapError>)>,
+    _map: FarmAsync<()>,
+}
+
+impl<R> std::fmt::Debug for FarmImapUnordered<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FarmImapUnordered").finish_non_exhaustive()
+    }
+}
+
+impl<R> Iterator for FarmImapUnordered<R> {
+    type Item = (usize, Result<R, ClusterMapError>);
+    fn next(&mut self) -> Option<Self::Item> {
+        // Every sender is dropped once the map has ended.
+        self.rx.recv().ok()
     }
 }
 
@@ -1746,6 +1895,7 @@ fn run_mpi<T: Task>(
     spec: &MapSpec,
     ctx: &T::Ctx,
     input: &Input<'_, T::Item>,
+    stream: Option<ItemSender<T::Out>>,
 ) -> Result<MapReport<T::Out>, ClusterMapError> {
     let ctx_bytes = postcard::to_allocvec(ctx).map_err(|e| ClusterMapError::Failed {
         rank: 0,
@@ -1763,12 +1913,13 @@ fn run_mpi<T: Task>(
     })
     .expect("a command encodes");
     send_all(c, &cmd);
-    let opts = RunOpts::blocking(
+    let mut opts = RunOpts::blocking(
         spec.schedule,
         spec.abort.as_ref(),
         spec.label.as_deref(),
         spec.timeline,
     );
+    opts.stream = stream;
     let f = |item: &T::Item| T::run(ctx, item);
     let (res, rep) = match input {
         Input::Items(items) => c.run_root(&ItemsWork { items, f }, &opts),

@@ -93,8 +93,8 @@ pub use background::{ClusterAsyncResult, ClusterImapUnordered};
 pub use balanced::{AbortHandle, ClusterMapError, ClusterView, MapReport, RankLoad};
 pub use direct::{ClusterDirectView, RankState};
 pub use farm::{
-    Farm, FarmAsync, FarmBuilder, FarmDirect, FarmError, FarmView, Shared, Task, current_rank,
-    rank_state, set_rank_state,
+    Farm, FarmAsync, FarmBuilder, FarmDirect, FarmError, FarmImapUnordered, FarmView, Shared, Task,
+    current_rank, rank_state, set_rank_state,
 };
 
 /// What [`task!`](crate::task) expands to; not public API.
