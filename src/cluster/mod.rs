@@ -114,7 +114,7 @@ use crate::{MapError, Pool, Schedule};
 use std::any::Any;
 use std::convert::Infallible;
 use std::ops::Range;
-use std::panic::{self, AssertUnwindSafe};
+use std::panic;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Once, OnceLock};
 use std::thread::{self, ThreadId};
@@ -486,23 +486,6 @@ fn install_panic_hook() {
 fn raise(message: String) -> ! {
     eprintln!("parview: {}: {message}", rank_label());
     panic::resume_unwind(Box::new(message))
-}
-
-#[allow(dead_code)] // unused since the maps return panics to the root; kept for other modules
-/// Runs `body` on the MPI thread; a panic that arrives without the hook
-/// having aborted (re-raised with `resume_unwind` by a pool) aborts the job.
-fn guard<T>(what: &str, body: impl FnOnce() -> T) -> T {
-    match panic::catch_unwind(AssertUnwindSafe(body)) {
-        Ok(v) => v,
-        Err(payload) => {
-            eprintln!(
-                "parview: {} panicked in {what}: {}; aborting the MPI job (MPI_Abort)",
-                rank_label(),
-                payload_str(payload.as_ref())
-            );
-            abort_job()
-        }
-    }
 }
 
 // ---- Cluster -------------------------------------------------------------
