@@ -12,4 +12,4 @@ rustup component add --toolchain nightly miri rust-src >/dev/null
 cargo +nightly miri setup >/dev/null
 export MIRIFLAGS="-Zmiri-tree-borrows -Zmiri-ignore-leaks -Zmiri-disable-isolation ${MIRIFLAGS:-}"
 # Property tests run 3 cases under Miri (see `cases` in src/schedule.rs).
-timeout "${MIRI_TIMEOUT:-900}" cargo +nightly miri test --lib -- map::tests map::checkpoint::tests map::stream::tests map::early::tests map::fold::tests map::chunks::tests join::tests unwind::tests schedule::tests
+timeout "${MIRI_TIMEOUT:-1800}" cargo +nightly miri test --lib -- map::tests map::checkpoint::tests map::stream::tests map::early::tests map::fold::tests map::chunks::tests join::tests unwind::tests schedule::tests
