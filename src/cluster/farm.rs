@@ -1552,22 +1552,12 @@ impl FarmView<'_> {
                 })
             }
             Backend::Mpi { host, .. } => {
-                let job = move || -> Result<Vec<T::Out>, ClusterMapError> {
+                on_mpi_thread(host, move || -> Result<Vec<T::Out>, ClusterMapError> {
                     let input = Input::Items(&items[..]);
                     spec.check::<T>(&input)?;
-                    if CLUSTER.with(|c| c.borrow().is_none()) {
-                        return Err(ClusterMapError::Failed {
-                            rank: 0,
-                            index: 0,
-                            message: "the Farm was dropped before this map started".into(),
-                        });
-                    }
+                    farm_alive()?;
                     Ok(with_cluster(|c| run_mpi::<T>(c, &spec, &ctx, &input, None))?.results)
-                };
-                let job = Mutex::new(Some(job));
-                host.direct()
-                    .apply_async(move |_| lock(&job).take().expect("runs once")())
-                    .map_value(|mut v: Vec<_>| v.pop().expect("one engine"))
+                })
             }
         };
         FarmAsync { inner }
@@ -1660,31 +1650,16 @@ impl FarmView<'_> {
                 })
             }
             Backend::Mpi { host, .. } => {
-                let job = move || -> Result<(), ClusterMapError> {
+                on_mpi_thread(host, move || -> Result<(), ClusterMapError> {
                     let input = Input::Items(&items[..]);
-                    let started = spec.check::<T>(&input).and_then(|()| {
-                        if CLUSTER.with(|c| c.borrow().is_none()) {
-                            Err(ClusterMapError::Failed {
-                                rank: 0,
-                                index: 0,
-                                message: "the Farm was dropped before this map started".into(),
-                            })
-                        } else {
-                            Ok(())
-                        }
-                    });
-                    if let Err(e) = started {
+                    if let Err(e) = spec.check::<T>(&input).and_then(|()| farm_alive()) {
                         refused(&tx, e);
                         return Ok(());
                     }
                     // Items stream through `tx`; a failure is already in the stream.
                     let _ = with_cluster(|c| run_mpi::<T>(c, &spec, &ctx, &input, Some(tx)));
                     Ok(())
-                };
-                let job = Mutex::new(Some(job));
-                host.direct()
-                    .apply_async(move |_| lock(&job).take().expect("runs once")())
-                    .map_value(|mut v: Vec<_>| v.pop().expect("one engine"))
+                })
             }
         };
         FarmImapUnordered {
@@ -1826,6 +1801,29 @@ impl<I> Input<'_, I> {
             Input::Range(r) => r.len(),
         }
     }
+}
+
+/// Runs `job` once on the farm's MPI thread (the engine of `host`), in the background.
+fn on_mpi_thread<R: Send + 'static>(
+    host: &Pool,
+    job: impl FnOnce() -> R + Send + 'static,
+) -> crate::AsyncResult<R> {
+    let job = Mutex::new(Some(job));
+    host.direct()
+        .apply_async(move |_| lock(&job).take().expect("runs once")())
+        .map_value(|mut v: Vec<_>| v.pop().expect("one engine"))
+}
+
+/// `Err` once the farm has been dropped: a background map queued before that must not start.
+fn farm_alive() -> Result<(), ClusterMapError> {
+    if CLUSTER.with(|c| c.borrow().is_none()) {
+        return Err(ClusterMapError::Failed {
+            rank: 0,
+            index: 0,
+            message: "the Farm was dropped before this map started".into(),
+        });
+    }
+    Ok(())
 }
 
 /// A map on the local pool (a local farm).
