@@ -541,6 +541,7 @@ impl<'c> ClusterView<'c> {
                         timeline: true,
                         tracker,
                         stream,
+                        on_chunk: None,
                     };
                     let (res, rep) = node.run_root(&work, &opts);
                     (res.map(|v| Some(finish(v))), Some(rep.timeline))

@@ -257,7 +257,7 @@ pub(super) struct Job {
 
 /// What travels root → rank.
 #[derive(Serialize, Deserialize)]
-enum WorkMsg<S> {
+pub(super) enum WorkMsg<S> {
     /// Variant 0: postcard writes the variant index first, so the message starts with byte 0.
     Chunk {
         id: u64,
@@ -328,7 +328,11 @@ pub(super) fn catch_item<R>(f: impl FnOnce() -> R) -> Result<R, String> {
 /// Runs the `len` items of a chunk; every item runs even after a failure (as in the local
 /// maps), and each failure is kept with its item. Once `cancel` is set (an abort), the items
 /// left are skipped and the chunk comes back [`ChunkOut::Cancelled`].
-fn run_items<R>(len: usize, cancel: &AtomicBool, item: impl Fn(usize) -> R) -> ChunkOut<R> {
+pub(super) fn run_items<R>(
+    len: usize,
+    cancel: &AtomicBool,
+    item: impl Fn(usize) -> R,
+) -> ChunkOut<R> {
     let mut out = Vec::with_capacity(len);
     let mut mixed: Option<Vec<Result<R, String>>> = None;
     for k in 0..len {
@@ -488,6 +492,11 @@ fn backoff(b: Duration) -> Duration {
     (b * 2).min(BACKOFF_MAX)
 }
 
+/// Called on the root with a chunk's range and its result slots as soon as the chunk's
+/// outcome is in (`None` for an item that panicked); not called when streaming. The
+/// checkpointed maps append the chunk's record to their log here.
+pub(super) type ChunkHook<'a, R> = &'a dyn Fn(Range<usize>, &[Option<R>]);
+
 /// Settings of one map run on the root.
 pub(super) struct RunOpts<'a, R> {
     pub(super) schedule: Schedule,
@@ -499,6 +508,8 @@ pub(super) struct RunOpts<'a, R> {
     pub(super) tracker: Option<Arc<Tracker>>,
     /// Streams each item's outcome instead of collecting the results.
     pub(super) stream: Option<ItemSender<R>>,
+    /// Each chunk's results as they come back (see [`ChunkHook`]).
+    pub(super) on_chunk: Option<ChunkHook<'a, R>>,
 }
 
 impl<R> RunOpts<'_, R> {
@@ -516,6 +527,7 @@ impl<R> RunOpts<'_, R> {
             timeline,
             tracker: None,
             stream: None,
+            on_chunk: None,
         }
     }
 }
@@ -632,6 +644,15 @@ impl<R> RootState<R> {
             began: b,
             ended: e,
         })
+    }
+
+    /// Hands a chunk that came back to the map's [`ChunkHook`] (not when streaming).
+    fn chunk_in(&self, range: &Range<usize>, hook: Option<ChunkHook<'_, R>>) {
+        if let Some(hook) = hook {
+            if self.stream.is_none() {
+                hook(range.clone(), &self.results[range.clone()]);
+            }
+        }
     }
 
     /// One item's outcome: streamed, or kept in its slot; a failure is remembered.
@@ -916,6 +937,7 @@ impl Node {
                         // waiting on would hang. The hook aborts the job on this thread.
                         panic!("parview: rank {src} returned a chunk the root never sent it")
                     };
+                    st.chunk_in(&ret.range, opts.on_chunk);
                     returned(ret, &mut outstanding, &mut claimers);
                 }
                 // Results of the root's own engines.
@@ -930,6 +952,7 @@ impl Node {
                     if let Some(ret) =
                         st.record(id, engine, rel(began), rel(end), out, opts.timeline)
                     {
+                        st.chunk_in(&ret.range, opts.on_chunk);
                         returned(ret, &mut outstanding, &mut claimers);
                     }
                 }

@@ -757,7 +757,7 @@ thread_local! {
 /// # Panics
 /// If called from inside a task (the MPI thread would wait for the task, the task for the
 /// MPI thread): the panic is that task's error.
-fn on_host<R: Send>(host: &Pool, f: impl FnOnce() -> R + Send) -> R {
+pub(super) fn on_host<R: Send>(host: &Pool, f: impl FnOnce() -> R + Send) -> R {
     assert!(
         !CATCHING.with(|c| c.get()),
         "parview: a Farm cannot be used from inside one of its tasks"
@@ -771,7 +771,7 @@ fn on_host<R: Send>(host: &Pool, f: impl FnOnce() -> R + Send) -> R {
 }
 
 /// Runs `f` with rank 0's Cluster; must be on the MPI thread.
-fn with_cluster<R>(f: impl FnOnce(&Cluster) -> R) -> R {
+pub(super) fn with_cluster<R>(f: impl FnOnce(&Cluster) -> R) -> R {
     CLUSTER.with(|c| {
         let c = c.borrow();
         let c = c
@@ -881,7 +881,7 @@ fn reply<V: Serialize>(cluster: &Cluster, v: &V) {
 
 // ---- the root's handle --------------------------------------------------------
 
-enum Backend {
+pub(super) enum Backend {
     /// The pool and its worker count (as a one-rank layout).
     Local(Arc<Pool>, [usize; 1]),
     /// The 1-worker pool whose engine is the MPI thread (it holds the Cluster), the world
@@ -914,7 +914,7 @@ enum Backend {
 /// assert_eq!(v, vec![1, 8, 27]);
 /// ```
 pub struct Farm {
-    backend: Backend,
+    pub(super) backend: Backend,
 }
 
 impl std::fmt::Debug for Farm {
@@ -1225,7 +1225,7 @@ fn recv_reply(c: &Cluster, rank: usize) -> Vec<u8> {
 }
 
 /// What a map runs over.
-enum Input<'a, I> {
+pub(super) enum Input<'a, I> {
     Items(&'a [I]),
     Range(Range<usize>),
 }
@@ -1247,7 +1247,7 @@ enum Input<'a, I> {
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct FarmView<'f> {
-    farm: &'f Farm,
+    pub(super) farm: &'f Farm,
     schedule: Schedule,
     abort: Option<AbortHandle>,
     #[cfg(feature = "progress")]
@@ -1471,7 +1471,7 @@ impl FarmView<'_> {
         Ok(self.run_report(task, ctx, input, false)?.results)
     }
 
-    fn spec(&self, timeline: bool) -> MapSpec {
+    pub(super) fn spec(&self, timeline: bool) -> MapSpec {
         MapSpec {
             schedule: self.schedule,
             abort: self.abort.clone(),
@@ -1772,16 +1772,16 @@ impl<R: Send + 'static> FarmAsync<R> {
 }
 
 /// A map's settings, owned (so a background map can take them along).
-struct MapSpec {
-    schedule: Schedule,
-    abort: Option<AbortHandle>,
-    label: Option<String>,
-    timeline: bool,
+pub(super) struct MapSpec {
+    pub(super) schedule: Schedule,
+    pub(super) abort: Option<AbortHandle>,
+    pub(super) label: Option<String>,
+    pub(super) timeline: bool,
 }
 
 impl MapSpec {
     /// The checks before anything is sent: registered task, valid schedule, not aborted.
-    fn check<T: Task>(&self, input: &Input<'_, T::Item>) -> Result<(), ClusterMapError> {
+    pub(super) fn check<T: Task>(&self, input: &Input<'_, T::Item>) -> Result<(), ClusterMapError> {
         check_registered::<T>();
         self.schedule.validate()?;
         if self.abort.as_ref().is_some_and(AbortHandle::is_aborted) {
@@ -1886,6 +1886,28 @@ fn run_local<T: Task>(
     })
 }
 
+/// Tells every serving rank to serve one map of `T` with `ctx` over items (`range` None) or an
+/// index range; on rank 0's MPI thread. Nothing is sent if the context cannot be encoded.
+pub(super) fn send_map<T: Task>(
+    c: &Cluster,
+    ctx: &T::Ctx,
+    range: Option<(u64, u64)>,
+) -> Result<(), ClusterMapError> {
+    let ctx_bytes = postcard::to_allocvec(ctx).map_err(|e| ClusterMapError::Failed {
+        rank: 0,
+        index: 0,
+        message: format!("encoding the task's context: {e}"),
+    })?;
+    let cmd = postcard::to_allocvec(&Cmd::Map {
+        task: T::NAME.to_owned(),
+        ctx: ctx_bytes,
+        range,
+    })
+    .expect("a command encodes");
+    send_all(c, &cmd);
+    Ok(())
+}
+
 /// A map across the ranks, on rank 0's MPI thread: the command to every serving rank, then
 /// the SPMD cluster's root loop.
 fn run_mpi<T: Task>(
@@ -1895,22 +1917,11 @@ fn run_mpi<T: Task>(
     input: &Input<'_, T::Item>,
     stream: Option<ItemSender<T::Out>>,
 ) -> Result<MapReport<T::Out>, ClusterMapError> {
-    let ctx_bytes = postcard::to_allocvec(ctx).map_err(|e| ClusterMapError::Failed {
-        rank: 0,
-        index: 0,
-        message: format!("encoding the task's context: {e}"),
-    })?;
     let range = match input {
         Input::Items(_) => None,
         Input::Range(r) => Some((r.start as u64, r.end as u64)),
     };
-    let cmd = postcard::to_allocvec(&Cmd::Map {
-        task: T::NAME.to_owned(),
-        ctx: ctx_bytes,
-        range,
-    })
-    .expect("a command encodes");
-    send_all(c, &cmd);
+    send_map::<T>(c, ctx, range)?;
     let mut opts = RunOpts::blocking(
         spec.schedule,
         spec.abort.as_ref(),

@@ -86,11 +86,13 @@
 
 mod background;
 mod balanced;
+mod checkpoint;
 mod direct;
 mod farm;
 
 pub use background::{ClusterAsyncResult, ClusterImapUnordered};
 pub use balanced::{AbortHandle, ClusterMapError, ClusterView, MapReport, RankLoad};
+pub use checkpoint::{ClusterCheckpoint, ClusterCheckpointError, FarmCheckpoint};
 pub use direct::{ClusterDirectView, RankState};
 pub use farm::{
     Farm, FarmAsync, FarmBuilder, FarmDirect, FarmError, FarmImapUnordered, FarmView, Shared, Task,

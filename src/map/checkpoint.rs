@@ -851,6 +851,76 @@ impl<R: Serialize + Send, E: Send> Sink<R> for LogSink<'_, R, E> {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The cluster's checkpointed maps (`src/cluster/checkpoint.rs`): the same log, kept by the root
+
+/// The open log of a cluster map, on its root: the same header, records and flush policy as
+/// [`Checkpoint`], so a log written by either resumes in the other.
+#[cfg(feature = "mpi")]
+pub(crate) struct RootLog<'a>(Log<'a, Infallible>);
+
+#[cfg(feature = "mpi")]
+impl<'a> RootLog<'a> {
+    /// Opens (or creates) the log at `path` for a map of `input` to results `R`, the input
+    /// fingerprinted on `pool`: every result found is handed to `found(index, result)`.
+    pub(crate) fn open<T, R>(
+        pool: &crate::Pool,
+        path: &'a Path,
+        sync_every: Duration,
+        input: &[T],
+        found: &mut dyn FnMut(usize, R),
+    ) -> Result<Self, CheckpointError>
+    where
+        T: Serialize + Sync,
+        R: DeserializeOwned,
+    {
+        let header = Header {
+            items: input.len() as u64,
+            input: fingerprint(&pool.load_balanced(), input)?,
+            item_type: std::any::type_name::<T>().to_string(),
+            result_type: std::any::type_name::<R>().to_string(),
+        };
+        let file = open_log::<R, Infallible>(path, &header, found)?;
+        Ok(RootLog(Log {
+            path,
+            state: Mutex::new(LogState {
+                file,
+                last_sync: Instant::now(),
+                error: None,
+            }),
+            sync_every,
+        }))
+    }
+
+    /// Appends one record: `runs` serializes as the `(first index, results)` runs of one
+    /// chunk. `false` (the error kept for [`finish`](Self::finish)) if it cannot be encoded
+    /// or written; `first` names the chunk in that error.
+    pub(crate) fn append<S: Serialize>(&self, runs: &S, first: usize) -> bool {
+        match postcard::to_extend(runs, vec![0u8; FRAME]) {
+            Ok(buf) => self.0.append(&seal(buf)),
+            Err(e) => {
+                self.fail_encode(first, e.to_string());
+                false
+            }
+        }
+    }
+
+    /// Records that a result of the chunk starting at input item `first` could not be
+    /// serialized (the map must stop).
+    pub(crate) fn fail_encode(&self, first: usize, message: String) {
+        self.0.fail(CheckpointError::Encode {
+            what: format!("a result of the chunk starting at item {first}"),
+            message,
+        });
+    }
+
+    /// Ends the map's use of the log (syncing it as [`Checkpoint`] does); the first error of
+    /// the run, if any.
+    pub(crate) fn finish(self) -> Option<CheckpointError> {
+        self.0.finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Small enough for Miri (`.ci/miri.sh`): the partial collect, and a checkpointed map that

@@ -1,0 +1,535 @@
+//! Checkpointed cluster maps under real `mpirun` (feature `mpi`): the farm's
+//! (`FarmView::checkpoint`) and the SPMD cluster's (`ClusterView::checkpoint`), whose logs
+//! only rank 0 touches.
+//!
+//! Each test re-executes this test binary, selecting the single test `ckpt_child` with
+//! `PARVIEW_CKPT_CHILD=<mode>:<phase>` and the log's path in `PARVIEW_CKPT_PATH`, under
+//! `mpirun -n N` or directly (a local farm). Rank 0 (and for the SPMD mode every rank) prints
+//! `RANK r size=s key=value` lines on which the parent asserts; item runs are counted per
+//! process and summed over the ranks by the parent. Every child run has a watchdog: after its
+//! time limit the whole process group is killed and the test fails (never hangs).
+//!
+//! What is checked: a map that fails part way (an item panics) and its rerun, with another
+//! rank count, computes only the missing item and returns the clean run's bits; logs written
+//! locally (`LoadBalancedView::checkpoint`, a local farm), by a farm under `mpirun` and by an
+//! SPMD map resume in each other; a log for another input is refused on every rank without a
+//! hang and the cluster stays usable; rank 0 killed with SIGKILL mid-map, then resumed.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use parview::cluster::{Cluster, ClusterCheckpointError, ClusterMapError, Farm, current_rank};
+use parview::{CheckpointError, MapError, Pool, Schedule};
+
+const CHILD_VAR: &str = "PARVIEW_CKPT_CHILD";
+const PATH_VAR: &str = "PARVIEW_CKPT_PATH";
+const CHILD_TEST: &str = "ckpt_child";
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Open MPI settings for CI containers (as in tests/mpi.rs).
+const OMPI_ENV: [(&str, &str); 6] = [
+    ("OMPI_ALLOW_RUN_AS_ROOT", "1"),
+    ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"),
+    ("OMPI_MCA_rmaps_base_oversubscribe", "1"),
+    ("OMPI_MCA_btl_tcp_if_include", "lo"),
+    ("OMPI_MCA_oob_tcp_if_include", "lo"),
+    ("OMPI_MCA_btl_vader_single_copy_mechanism", "none"),
+];
+
+/// Items of every map: `0..N`; the item that panics in a failing run.
+const N: u64 = 300;
+const FAIL: u64 = 137;
+/// In the kill case, rank 0 kills itself on the first item at or past this.
+const KILL_AT: u64 = 150;
+const NEVER: u64 = u64::MAX;
+
+/// The value of item `x`: a float whose bits a wrong merge would change.
+fn value(x: u64) -> f64 {
+    (x as f64 * 0.37).sin() * 1e3 + 1.0 / (x as f64 + 1.0)
+}
+
+fn items() -> Vec<u64> {
+    (0..N).collect()
+}
+
+fn clean() -> Vec<u64> {
+    items().into_iter().map(|x| value(x).to_bits()).collect()
+}
+
+/// Item runs in this process.
+static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// One item: counted, panics at `fail_at`, kills rank 0's process at `kill_at` and past it.
+fn item(fail_at: u64, kill_at: u64, sleep_us: u64, x: u64) -> f64 {
+    RUNS.fetch_add(1, Ordering::Relaxed);
+    if x == fail_at {
+        panic!("item {x} fails");
+    }
+    if current_rank() == 0 && x >= kill_at {
+        let _ = Command::new("kill")
+            .args(["-9", &std::process::id().to_string()])
+            .status();
+        std::thread::sleep(Duration::from_secs(30));
+    }
+    std::thread::sleep(Duration::from_micros(sleep_us));
+    value(x)
+}
+
+parview::task! {
+    /// `ctl` = (fail at, kill rank 0 at, sleep µs).
+    fn work(ctl: &(u64, u64, u64), x: u64) -> f64 { item(ctl.0, ctl.1, ctl.2, x) }
+}
+
+parview::task! {
+    /// Item runs on this rank so far.
+    fn runs_here(_rank: usize) -> usize { RUNS.load(Ordering::Relaxed) }
+}
+
+// ---- child side ----------------------------------------------------------------
+
+#[test]
+fn ckpt_child() {
+    let Ok(case) = std::env::var(CHILD_VAR) else {
+        return;
+    };
+    let path = PathBuf::from(std::env::var(PATH_VAR).expect("the log's path"));
+    let (mode, phase) = case.split_once(':').expect("mode:phase");
+    match mode {
+        "farm" => farm_child(phase, &path),
+        "spmd" => spmd_child(phase, &path),
+        other => panic!("unknown mode {other:?}"),
+    }
+}
+
+fn ok(b: bool) -> &'static str {
+    if b { "ok" } else { "BAD" }
+}
+
+fn same(v: &[f64]) -> &'static str {
+    ok(v.iter().map(|x| x.to_bits()).collect::<Vec<_>>() == clean())
+}
+
+fn farm_child(phase: &str, path: &Path) {
+    let farm = Farm::start().expect("Farm::start");
+    let say = |kv: String| println!("RANK 0 size={} {kv}", farm.ranks());
+    let xs = items();
+    let ck = |s: Schedule| farm.load_balanced().schedule(s).checkpoint(path);
+    let runs = || -> usize { farm.direct().apply(runs_here).unwrap().iter().sum() };
+    match phase {
+        "fail" => {
+            let r = ck(Schedule::Dynamic(3)).map_with(work, &(FAIL, NEVER, 200), &xs);
+            match r {
+                Err(ClusterCheckpointError::Map(ClusterMapError::Failed { index, .. })) => {
+                    say(format!("failed_at={index}"))
+                }
+                other => say(format!("failed_at=BAD:{:?}", other.map(|v| v.len()))),
+            }
+            say(format!("runs={}", runs()));
+        }
+        "resume" => {
+            let v = ck(Schedule::Guided(2))
+                .map_with(work, &(NEVER, NEVER, 0), &xs)
+                .unwrap();
+            say(format!("same={}", same(&v)));
+            say(format!("runs={}", runs()));
+        }
+        "kill" => {
+            let _ = ck(Schedule::Dynamic(2))
+                .sync_every(Duration::ZERO)
+                .map_with(work, &(NEVER, KILL_AT, 2000), &xs);
+            say("survived=yes".into());
+        }
+        "refused" => {
+            // The log was written for `items()`: one more item is another input.
+            let longer: Vec<u64> = (0..N + 1).collect();
+            let r = ck(Schedule::Adaptive).map_with(work, &(NEVER, NEVER, 0), &longer);
+            say(format!(
+                "refused={}",
+                ok(matches!(
+                    r,
+                    Err(ClusterCheckpointError::Log(CheckpointError::Length {
+                        found: N,
+                        expected,
+                        ..
+                    })) if expected == N + 1
+                ))
+            ));
+            say(format!("runs={}", runs()));
+            let v = farm
+                .load_balanced()
+                .map_with(work, &(NEVER, NEVER, 0), &xs)
+                .unwrap();
+            say(format!("after={}", same(&v)));
+        }
+        other => panic!("unknown farm phase {other:?}"),
+    }
+}
+
+fn spmd_child(phase: &str, path: &Path) {
+    let c = Cluster::init().expect("MPI init");
+    let say = |kv: String| println!("RANK {} size={} {kv}", c.rank(), c.size());
+    let xs = if c.is_root() { items() } else { Vec::new() };
+    let f = |fail_at: u64| move |&x: &u64| item(fail_at, NEVER, 200, x);
+    let ck = |s: Schedule| c.load_balanced().schedule(s).checkpoint(path);
+    match phase {
+        "fail" => {
+            let r = ck(Schedule::Dynamic(3)).map(&xs, f(FAIL));
+            match r {
+                Err(ClusterCheckpointError::Map(ClusterMapError::Failed { index, .. })) => {
+                    say(format!("failed_at={index}"))
+                }
+                Ok(None) if !c.is_root() => say("failed_at=none".into()),
+                other => say(format!(
+                    "failed_at=BAD:{:?}",
+                    other.map(|v| v.map(|v| v.len()))
+                )),
+            }
+        }
+        "resume" => match ck(Schedule::Adaptive).map(&xs, f(NEVER)) {
+            Ok(Some(v)) => say(format!("same={}", same(&v))),
+            Ok(None) => say("same=none".into()),
+            Err(e) => say(format!("same=BAD:{}", e.to_string().replace(' ', "_"))),
+        },
+        "refused" => {
+            let longer: Vec<u64> = if c.is_root() {
+                (0..N + 1).collect()
+            } else {
+                vec![]
+            };
+            let r = ck(Schedule::Dynamic(3)).map(&longer, f(NEVER));
+            let good = match &r {
+                Err(ClusterCheckpointError::Log(CheckpointError::Length { .. })) => c.is_root(),
+                Err(ClusterCheckpointError::RootRefused { message }) => {
+                    !c.is_root() && message.contains("written for a map over")
+                }
+                _ => false,
+            };
+            say(format!("refused={}", ok(good)));
+            // The ranks are still in step: a plain map and a checkpointed one work.
+            let v = c.load_balanced().map(&xs, f(NEVER)).unwrap();
+            let again = ck(Schedule::Guided(1)).map(&xs, f(NEVER)).unwrap();
+            say(format!(
+                "after={}",
+                ok(v.is_some() == c.is_root()
+                    && v.as_deref().is_none_or(|v| same(v) == "ok")
+                    && again.as_deref().is_none_or(|v| same(v) == "ok"))
+            ));
+        }
+        other => panic!("unknown spmd phase {other:?}"),
+    }
+    say(format!("runs={}", RUNS.load(Ordering::Relaxed)));
+}
+
+// ---- parent side ------------------------------------------------------------------
+
+struct Outcome {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Outcome {
+    fn dump(&self) -> String {
+        format!(
+            "status: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+
+    /// `RANK r size=s k=v ...` lines merged per rank.
+    fn ranks(&self) -> BTreeMap<usize, BTreeMap<String, String>> {
+        let mut out: BTreeMap<usize, BTreeMap<String, String>> = BTreeMap::new();
+        for line in self.stdout.lines() {
+            let Some(at) = line.find("RANK ") else {
+                continue;
+            };
+            let mut words = line[at..].split_whitespace();
+            words.next();
+            let rank: usize = words.next().and_then(|r| r.parse().ok()).expect(line);
+            let entry = out.entry(rank).or_default();
+            for kv in words {
+                let (k, v) = kv.split_once('=').expect(line);
+                entry.insert(k.to_string(), v.to_string());
+            }
+        }
+        out
+    }
+
+    fn root(&self, key: &str) -> String {
+        self.ranks()
+            .get(&0)
+            .and_then(|r| r.get(key).cloned())
+            .unwrap_or_else(|| panic!("rank 0 did not report {key}\n{}", self.dump()))
+    }
+
+    /// `key` on every rank that reported it.
+    fn all(&self, key: &str) -> Vec<String> {
+        self.ranks()
+            .values()
+            .filter_map(|r| r.get(key).cloned())
+            .collect()
+    }
+
+    /// The `runs` of every rank, summed.
+    fn runs(&self) -> usize {
+        let all = self.all("runs");
+        assert!(!all.is_empty(), "no rank reported runs\n{}", self.dump());
+        all.iter()
+            .map(|r| r.parse::<usize>().expect("a count"))
+            .sum()
+    }
+}
+
+/// Serialises the child runs: few cores, and mpirun startup is the slow part.
+static LOCK: Mutex<()> = Mutex::new(());
+
+fn mpirun() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("mpirun"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("mpirun not found on PATH: install Open MPI (`sudo .ci/mpi-setup.sh`)")
+        })
+}
+
+fn kill_group(pgid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args([signal, "--", &format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The child's arguments: run only `ckpt_child`.
+const CHILD_ARGS: [&str; 4] = ["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"];
+
+/// Runs the child for `case` on the log `log` (under `mpirun -n np`, or alone) with a
+/// watchdog: `Err` with what was captured if it ran longer than `timeout` (its process group
+/// is then killed).
+fn run_child(
+    np: Option<usize>,
+    case: &str,
+    log: &Path,
+    timeout: Duration,
+) -> Result<Outcome, Outcome> {
+    use std::os::unix::process::CommandExt;
+    use std::sync::mpsc;
+
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = match np {
+        Some(np) => {
+            let mut c = Command::new(mpirun());
+            c.arg("-n").arg(np.to_string()).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.args(CHILD_ARGS);
+    let _serial = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    for var in parview::cluster::LAUNCHER_SIZE_VARS {
+        cmd.env_remove(var);
+    }
+    cmd.envs(OMPI_ENV)
+        .env(CHILD_VAR, case)
+        .env(PATH_VAR, log)
+        .env("PARVIEW_WORKERS", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let start = Instant::now();
+    let mut child = cmd.spawn().expect("spawning the child");
+    let pgid = child.id();
+    let reader = |mut pipe: Box<dyn Read + Send>| {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = pipe.read_to_string(&mut s);
+            let _ = tx.send(s);
+        });
+        rx
+    };
+    let out_rx = reader(Box::new(child.stdout.take().unwrap()));
+    let err_rx = reader(Box::new(child.stderr.take().unwrap()));
+    let collect = |rx: mpsc::Receiver<String>| {
+        rx.recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| "<output not closed: a process outlived the job>".into())
+    };
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for the child") {
+            break status;
+        }
+        if !timed_out && start.elapsed() > timeout {
+            timed_out = true;
+            kill_group(pgid, "-TERM");
+        }
+        if timed_out && start.elapsed() > timeout + Duration::from_secs(5) {
+            kill_group(pgid, "-KILL");
+            let _ = child.kill();
+            break child.wait().expect("reaping the killed child");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if timed_out {
+        kill_group(pgid, "-KILL");
+    }
+    let o = Outcome {
+        status,
+        stdout: collect(out_rx),
+        stderr: collect(err_rx),
+    };
+    if timed_out { Err(o) } else { Ok(o) }
+}
+
+/// Runs `case` and checks the job ended with status 0.
+fn run_ok(np: Option<usize>, case: &str, log: &Path) -> Outcome {
+    let o = run_child(np, case, log, TIMEOUT).unwrap_or_else(|o| {
+        panic!(
+            "child {case:?} (np={np:?}) still running after {TIMEOUT:?}: killed\n{}",
+            o.dump()
+        )
+    });
+    assert!(o.status.success(), "np={np:?} {case} failed\n{}", o.dump());
+    o
+}
+
+/// A fresh log path for one test.
+fn log_path(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!(
+        "parview-mpi-ckpt-{}-{name}.log",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+/// A failing farm run (every item but `FAIL` logged), checked.
+fn farm_fails(np: Option<usize>, log: &Path) {
+    let o = run_ok(np, "farm:fail", log);
+    assert_eq!(o.root("failed_at"), FAIL.to_string(), "{}", o.dump());
+    assert_eq!(o.runs(), N as usize, "every item ran once\n{}", o.dump());
+}
+
+/// A farm rerun that must compute `runs` items and return the clean bits.
+fn farm_resumes(np: Option<usize>, log: &Path, runs: usize) {
+    let o = run_ok(np, "farm:resume", log);
+    assert_eq!(o.root("same"), "ok", "np={np:?}\n{}", o.dump());
+    assert_eq!(o.runs(), runs, "np={np:?}: items run again\n{}", o.dump());
+}
+
+#[test]
+fn farm_resumes_a_failed_map_with_another_rank_count() {
+    let log = log_path("farm");
+    farm_fails(Some(2), &log);
+    farm_resumes(Some(3), &log, 1);
+    // Everything is in the log now: an MPI-written log read by a local farm, nothing runs.
+    farm_resumes(None, &log, 0);
+    std::fs::remove_file(&log).unwrap();
+}
+
+#[test]
+fn logs_written_locally_resume_under_mpirun() {
+    // By a local farm.
+    let log = log_path("local-farm");
+    farm_fails(None, &log);
+    farm_resumes(Some(2), &log, 1);
+    std::fs::remove_file(&log).unwrap();
+    // By the local load-balanced view, in this process.
+    let pool = Pool::builder().workers(2).build().unwrap();
+    let e = pool
+        .schedule(Schedule::Dynamic(5))
+        .checkpoint(&log)
+        .map(&items(), |&x| {
+            assert!(x != FAIL, "item {x} fails");
+            value(x)
+        })
+        .unwrap_err();
+    // A panic (unlike an `Err`, which stops the map) lets every other item finish.
+    assert!(matches!(
+        e,
+        CheckpointError::Map(MapError::Panicked { index, .. }) if index == FAIL as usize
+    ));
+    farm_resumes(Some(3), &log, 1);
+    // And the other way: the finished MPI log read back locally.
+    let v = pool
+        .load_balanced()
+        .checkpoint(&log)
+        .map(&items(), |_| -> f64 {
+            unreachable!("every result is in the log")
+        })
+        .unwrap();
+    assert_eq!(v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), clean());
+    std::fs::remove_file(&log).unwrap();
+}
+
+#[test]
+fn spmd_map_resumes_and_its_log_is_the_farms() {
+    let log = log_path("spmd");
+    let o = run_ok(Some(3), "spmd:fail", &log);
+    assert_eq!(o.root("failed_at"), FAIL.to_string(), "{}", o.dump());
+    assert_eq!(o.all("failed_at").len(), 3, "{}", o.dump());
+    assert_eq!(o.runs(), N as usize, "{}", o.dump());
+    let o = run_ok(Some(2), "spmd:resume", &log);
+    assert_eq!(o.root("same"), "ok", "{}", o.dump());
+    assert_eq!(o.runs(), 1, "only the failed item runs again\n{}", o.dump());
+    // The SPMD map's log, complete, resumes in a farm (nothing to run).
+    farm_resumes(Some(2), &log, 0);
+    std::fs::remove_file(&log).unwrap();
+}
+
+#[test]
+fn a_log_for_another_input_is_refused_on_every_rank() {
+    let log = log_path("refused");
+    farm_fails(Some(2), &log);
+    let before = std::fs::read(&log).unwrap();
+    for np in [Some(3), Some(1)] {
+        let o = run_ok(np, "spmd:refused", &log);
+        let refused = o.all("refused");
+        assert_eq!(
+            refused.len(),
+            np.unwrap(),
+            "every rank returns\n{}",
+            o.dump()
+        );
+        assert!(refused.iter().all(|r| r == "ok"), "{}", o.dump());
+        assert!(o.all("after").iter().all(|r| r == "ok"), "{}", o.dump());
+    }
+    for np in [Some(2), None] {
+        let o = run_ok(np, "farm:refused", &log);
+        assert_eq!(o.root("refused"), "ok", "{}", o.dump());
+        assert_eq!(o.runs(), 0, "nothing ran\n{}", o.dump());
+        assert_eq!(o.root("after"), "ok", "{}", o.dump());
+    }
+    // The plain maps after the refusals ran everything; the log itself was not touched by them
+    // (the SPMD case's checkpointed map after the refusal completed it).
+    assert!(std::fs::read(&log).unwrap().starts_with(&before));
+    std::fs::remove_file(&log).unwrap();
+}
+
+#[test]
+fn rank_0_killed_mid_map_then_resumed() {
+    let log = log_path("killed");
+    let o = run_child(Some(2), "farm:kill", &log, Duration::from_secs(60))
+        .unwrap_or_else(|o| panic!("the killed job hung\n{}", o.dump()));
+    assert!(!o.status.success(), "{}", o.dump());
+    assert!(!o.stdout.contains("survived=yes"), "{}", o.dump());
+    let o = run_ok(Some(2), "farm:resume", &log);
+    assert_eq!(o.root("same"), "ok", "{}", o.dump());
+    // Dynamic(2) hands the items out in order, so when rank 0 met `KILL_AT` every item below
+    // it had been handed out: the rerun computes the items from `KILL_AT` on at most, plus
+    // the chunks in flight at the kill (up to `workers + 1` = 2 per rank, of 2 items).
+    let runs = o.runs();
+    let in_flight = 2 * 2 * 2;
+    assert!(
+        runs <= (N - KILL_AT) as usize + in_flight,
+        "the chunks finished before the kill were logged: {runs} of {N} ran again\n{}",
+        o.dump()
+    );
+    std::fs::remove_file(&log).unwrap();
+}
