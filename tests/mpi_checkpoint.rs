@@ -19,11 +19,13 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use parview::cluster::{Cluster, ClusterCheckpointError, ClusterMapError, Farm, current_rank};
+use parview::cluster::{
+    AbortHandle, Cluster, ClusterCheckpointError, ClusterMapError, Farm, current_rank,
+};
 use parview::{CheckpointError, MapError, Pool, Schedule};
 
 const CHILD_VAR: &str = "PARVIEW_CKPT_CHILD";
@@ -63,10 +65,17 @@ fn clean() -> Vec<u64> {
 
 /// Item runs in this process.
 static RUNS: AtomicUsize = AtomicUsize::new(0);
+/// In the abort case (set on rank 0 only), rank 0's engine aborts the map through `ABORT` on
+/// the first item at or past this.
+static ABORT_AT: AtomicU64 = AtomicU64::new(NEVER);
+static ABORT: OnceLock<AbortHandle> = OnceLock::new();
 
 /// One item: counted, panics at `fail_at`, kills rank 0's process at `kill_at` and past it.
 fn item(fail_at: u64, kill_at: u64, sleep_us: u64, x: u64) -> f64 {
     RUNS.fetch_add(1, Ordering::Relaxed);
+    if x >= ABORT_AT.load(Ordering::Relaxed) {
+        ABORT.get().expect("set with ABORT_AT").abort();
+    }
     if x == fail_at {
         panic!("item {x} fails");
     }
@@ -136,6 +145,24 @@ fn farm_child(phase: &str, path: &Path) {
                 .map_with(work, &(NEVER, NEVER, 0), &xs)
                 .unwrap();
             say(format!("same={}", same(&v)));
+            say(format!("runs={}", runs()));
+        }
+        "abort" => {
+            let h = AbortHandle::new();
+            ABORT.set(h.clone()).unwrap();
+            ABORT_AT.store(N / 3, Ordering::Relaxed);
+            let r = farm
+                .load_balanced()
+                .schedule(Schedule::Dynamic(2))
+                .abortable(&h)
+                .checkpoint(path)
+                .map_with(work, &(NEVER, NEVER, 1000), &xs);
+            match r {
+                Err(ClusterCheckpointError::Map(ClusterMapError::Aborted { done, total })) => {
+                    say(format!("aborted=ok done={done} total={total}"))
+                }
+                other => say(format!("aborted=BAD:{:?}", other.map(|v| v.len()))),
+            }
             say(format!("runs={}", runs()));
         }
         "kill" => {
@@ -509,6 +536,21 @@ fn a_log_for_another_input_is_refused_on_every_rank() {
     // The plain maps after the refusals ran everything; the log itself was not touched by them
     // (the SPMD case's checkpointed map after the refusal completed it).
     assert!(std::fs::read(&log).unwrap().starts_with(&before));
+    std::fs::remove_file(&log).unwrap();
+}
+
+#[test]
+fn an_aborted_farm_map_resumes_with_exactly_what_was_not_done() {
+    let log = log_path("aborted");
+    let o = run_ok(Some(2), "farm:abort", &log);
+    assert_eq!(o.root("aborted"), "ok", "{}", o.dump());
+    assert_eq!(o.root("total"), N.to_string());
+    let done: usize = o.root("done").parse().unwrap();
+    assert!(done < N as usize, "{}", o.dump());
+    // Every item counted as done was logged, and only those: the rerun runs the rest.
+    farm_resumes(Some(3), &log, N as usize - done);
+    // Resumed again: nothing left.
+    farm_resumes(Some(2), &log, 0);
     std::fs::remove_file(&log).unwrap();
 }
 
