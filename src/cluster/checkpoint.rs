@@ -44,7 +44,12 @@ use crate::map::checkpoint::RootLog;
 use crate::{CheckpointError, MapError, Pool, Schedule};
 
 /// Why a checkpointed cluster map ([`FarmCheckpoint`], [`ClusterCheckpoint`]) could not run,
-/// resume or finish.
+/// resume or finish: `Log` for the log's problems (the local [`CheckpointError`]'s variants),
+/// `Map` for the cluster map's own ([`ClusterMapError`], indices in the full input).
+///
+/// A separate enum rather than a `CheckpointError::Cluster` variant: [`CheckpointError`] is
+/// exhaustive and exists without feature `mpi`, and a variant that appears with a feature
+/// would break exhaustive `match`es in crates that do not enable it.
 ///
 /// # Examples
 /// ```
@@ -341,9 +346,19 @@ impl<'a, R: Serialize + DeserializeOwned> RootSide<'a, R> {
 /// [`Checkpoint`](crate::Checkpoint)'s (same format, same flush policy, same refusals): a log
 /// written by a farm under `mpirun` resumes in a local farm or a local
 /// [`LoadBalancedView::checkpoint`](crate::LoadBalancedView::checkpoint) map of the same items
-/// and types, and the other way round. See the [module docs](self) for where it is written.
+/// and types, and the other way round.
 ///
-/// Locally (no `mpirun`) the map is the local checkpointed map on the farm's pool.
+/// **Only rank 0 touches the log.** It opens the log, computes the items whose results are not
+/// in it and runs the farm map over just those (finished items are neither sent nor run
+/// again); as each chunk's results come back to rank 0 (from another rank or from its own
+/// engines) it appends the chunk's record with one `write`, on its MPI thread, and `fsync`s on
+/// the local policy ([`sync_every`](Self::sync_every), default 1 s, and at the end). A crash
+/// of any rank, or of the job, loses at most the chunks in flight: up to `workers + 1` per
+/// rank with the cluster's ask-ahead. Locally (no `mpirun`) the map is the local checkpointed
+/// map on the farm's pool.
+///
+/// The log's fingerprint covers the items and the item and result type names, not the task
+/// or its context (as the local map does not cover its closure): use one log per task.
 ///
 /// # Examples
 /// Recipe "abort, fix, resume" on a farm: the first run meets an item that panics; every
@@ -570,9 +585,11 @@ fn farm_root<T: Task>(
 /// A [`ClusterView`] whose maps are checkpointed to an append-only log on the root
 /// ([`ClusterView::checkpoint`]): the root reads the log, hands out only the items missing
 /// from it and appends each chunk's results as they come back; the other ranks only serve.
-/// The same log as the local [`Checkpoint`](crate::Checkpoint) and the farm's
-/// [`FarmCheckpoint`] (see the [module docs](self)). Collective, like every cluster map: every
-/// rank calls it, with the same path (read on the root only).
+/// The same log, flush policy and guarantees as the farm's [`FarmCheckpoint`] and the local
+/// [`Checkpoint`](crate::Checkpoint). Collective, like every cluster map: every rank calls it,
+/// with the same path (read on the root only). If the root refuses its log, it tells every
+/// rank (one broadcast): the other ranks return
+/// [`ClusterCheckpointError::RootRefused`], none is left waiting.
 ///
 /// # Examples
 /// ```no_run

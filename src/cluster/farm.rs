@@ -72,6 +72,12 @@
 //! rank, and the other ranks print why and exit with status 0 (rank 0 reports): never a
 //! wrong answer from a rank that runs other code under the same task names.
 //!
+//! # Checkpoint and resume
+//!
+//! [`FarmView::checkpoint`] logs each chunk's results on rank 0 as they come back, in the local
+//! [`Checkpoint`](crate::Checkpoint)'s format; a rerun (with any number of ranks, or locally)
+//! sends and runs only the items missing from the log ([`FarmCheckpoint`](super::FarmCheckpoint)).
+//!
 //! # Faults
 //!
 //! As in the SPMD cluster: a panicking task is caught on its rank and returned on rank 0 as

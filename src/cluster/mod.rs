@@ -19,6 +19,12 @@
 //!   [`ClusterView::map_async`] (a [`ClusterAsyncResult`]: ready, wait, get,
 //!   progress, abort, timings) and [`ClusterView::imap_unordered`] (results
 //!   on the root as they arrive);
+//! * [`ClusterView::checkpoint`] (and [`FarmView::checkpoint`] for the
+//!   root-driven [`Farm`]) — the same maps checkpointed **on the root** to the
+//!   local [`Checkpoint`](crate::Checkpoint)'s log: the root reads it, hands
+//!   out only the items missing from it and appends each chunk's results as
+//!   they come back; a rerun, with any number of ranks, resumes from it
+//!   ([`ClusterCheckpoint`], [`FarmCheckpoint`]);
 //! * [`Cluster::direct`] — a [`ClusterDirectView`]: run a closure on every
 //!   rank, per-rank state ([`RankState`]), pull it to the root;
 //! * [`Cluster::map_reduce`] / [`Cluster::all_map_reduce`] — deterministic

@@ -29,6 +29,13 @@
 //! The map runs through the one pipeline ([`super::run::run`]) over the items *not* in the log
 //! (a remapped input), into a sink that writes each result into its slot of the full output and
 //! appends the chunk's record at the chunk completion point ([`Sink::chunk_done`]).
+//!
+//! # Cluster maps
+//! The cluster's load-balanced maps (feature `mpi`: `FarmView::checkpoint`,
+//! `ClusterView::checkpoint`, in `src/cluster/checkpoint.rs`) write this same log **on the
+//! root** only, through `RootLog`: the root reads it, hands out only the missing items, and
+//! appends each chunk's record as its results come back to the root. A log resumes in any of
+//! these maps, local or across ranks.
 
 use super::body::{NoState, Report};
 use super::input::{MapInput, SliceInput};
@@ -164,6 +171,11 @@ pub enum CheckpointError<E = Infallible> {
 /// the same time. A finished map's log stays (a rerun then reads every result from it); remove
 /// the file to start over. Type names (`std::any::type_name`) are part of the header, so a log
 /// may be refused after a compiler upgrade renames a type.
+///
+/// The cluster's maps (feature `mpi`) checkpoint the same way, on the root:
+/// `parview::cluster::FarmCheckpoint` and `parview::cluster::ClusterCheckpoint` write this log
+/// format, so a log from this map resumes in a cluster map of the same items and types (and the
+/// other way round), with any number of ranks.
 ///
 /// # Examples
 /// Recipe "abort, fix, resume": a long map stops — here on a bad item (an `Err` stops it; a
