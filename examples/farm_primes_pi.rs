@@ -14,7 +14,9 @@
 //!
 //! `--measure` adds timings (they differ between runs): the round trip of one task call
 //! rank 0 → rank 1 → rank 0 and of a one-item map, the cost per chunk of a `Dynamic(1)` map of
-//! trivial items, and the uneven primes against the ideal `max(Σ/P, longest item)`:
+//! trivial items, the uneven primes against the ideal `max(Σ/P, longest item)`, and the cost
+//! of checkpointing (`FarmView::checkpoint`: plain and checkpointed maps interleaved, a fresh
+//! log each time, then the resume of a finished log):
 //!
 //! ```text
 //! mpirun -n 2 -x PARVIEW_WORKERS=1 target/release/examples/farm_primes_pi --measure
@@ -203,4 +205,88 @@ fn measure(farm: &Farm, nums: &[u64]) {
             busy.join(", ")
         );
     }
+    checkpoint_cost(farm, nums);
+}
+
+/// Median of `xs`.
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// Checkpointed against plain farm maps, interleaved (a fresh log for each checkpointed run;
+/// default sync policy: `fsync` at most every second and at the end).
+fn checkpoint_cost(farm: &Farm, nums: &[u64]) {
+    let log = std::env::temp_dir().join(format!("parview-farm-ckpt-{}.log", std::process::id()));
+    let fresh = || {
+        let _ = std::fs::remove_file(&log);
+    };
+    let reps = 5;
+    let trivial: Vec<usize> = (0..20_000).collect();
+    for (what, s) in [
+        ("uneven primes (Adaptive)", Schedule::Adaptive),
+        ("uneven primes (Dynamic(1))", Schedule::Dynamic(1)),
+    ] {
+        let (mut plain, mut ck) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            let t = Instant::now();
+            let a = farm.load_balanced().schedule(s).map(is_prime, nums);
+            plain.push(secs(t.elapsed()));
+            fresh();
+            let t = Instant::now();
+            let b = farm
+                .load_balanced()
+                .schedule(s)
+                .checkpoint(&log)
+                .map(is_prime, nums);
+            ck.push(secs(t.elapsed()));
+            assert_eq!(a.expect("no task panics"), b.expect("the log works"));
+        }
+        let ratio = median(ck.iter().zip(&plain).map(|(c, p)| c / p).collect());
+        println!(
+            "checkpoint, {what}: plain {:.3} s, checkpointed {:.3} s (medians of {reps}), \
+             checkpointed/plain {ratio:.3} (median of the interleaved pairs)",
+            median(plain),
+            median(ck)
+        );
+    }
+    let (mut plain, mut ck) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let t = Instant::now();
+        let _ = farm
+            .load_balanced()
+            .schedule(Schedule::Dynamic(1))
+            .map(echo, &trivial);
+        plain.push(secs(t.elapsed()));
+        fresh();
+        let t = Instant::now();
+        let _ = farm
+            .load_balanced()
+            .schedule(Schedule::Dynamic(1))
+            .checkpoint(&log)
+            .map(echo, &trivial);
+        ck.push(secs(t.elapsed()));
+    }
+    let n = trivial.len() as f64;
+    let per = median(ck.iter().zip(&plain).map(|(c, p)| (c - p) / n).collect());
+    println!(
+        "checkpoint, Dynamic(1) over {n} trivial items: plain {:.2} us per chunk, \
+         checkpointed {:.2} us per chunk, a record costs {:.2} us (median of {reps} pairs)",
+        median(plain) / n * 1e6,
+        median(ck) / n * 1e6,
+        per * 1e6
+    );
+    // Resume: every result read from the log, nothing sent.
+    let t = Instant::now();
+    let v = farm
+        .load_balanced()
+        .checkpoint(&log)
+        .map(echo, &trivial)
+        .expect("the log works");
+    assert_eq!(v, trivial);
+    println!(
+        "checkpoint, resume of a finished {n}-item log: {:.2} ms",
+        secs(t.elapsed()) * 1e3
+    );
+    fresh();
 }
