@@ -193,6 +193,23 @@ impl<R: Serialize> Serialize for Run<'_, R> {
     }
 }
 
+/// The runs `(first input index, slots range)` of the finished slots of a chunk whose items
+/// are input items `todo_of_chunk`.
+fn runs_of<R>(todo_of_chunk: &[usize], chunk: &[Option<R>]) -> Vec<(usize, Range<usize>)> {
+    let mut runs: Vec<(usize, Range<usize>)> = Vec::new();
+    for (j, slot) in chunk.iter().enumerate() {
+        if slot.is_none() {
+            continue;
+        }
+        let i = todo_of_chunk[j];
+        match runs.last_mut() {
+            Some((start, s)) if *start + s.len() == i && s.end == j => s.end += 1,
+            _ => runs.push((i, j..j + 1)),
+        }
+    }
+    runs
+}
+
 /// The root's part of a checkpointed cluster map: the open log, the results read from it, the
 /// items still to run, and the handle that stops the map if the log cannot be written.
 struct RootSide<'a, R> {
@@ -236,17 +253,7 @@ impl<'a, R: Serialize + DeserializeOwned> RootSide<'a, R> {
     /// The map's [`ChunkHook`](super::balanced::ChunkHook): appends the record of the chunk
     /// `r` (indices into `todo`) whose slots are `chunk`; stops the map if it cannot.
     fn chunk_in(&self, r: Range<usize>, chunk: &[Option<R>]) {
-        let mut runs: Vec<(usize, Range<usize>)> = Vec::new();
-        for (j, slot) in chunk.iter().enumerate() {
-            if slot.is_none() {
-                continue;
-            }
-            let i = self.todo[r.start + j];
-            match runs.last_mut() {
-                Some((start, s)) if *start + s.len() == i && s.end == j => s.end += 1,
-                _ => runs.push((i, j..j + 1)),
-            }
-        }
+        let runs = runs_of(&self.todo[r], chunk);
         let Some(&(first, _)) = runs.first() else {
             return;
         };
@@ -729,5 +736,48 @@ impl ClusterCheckpoint<'_> {
         let side = side.map_err(ClusterCheckpointError::Log)?;
         let opts = (view.schedule, view.abort.as_ref(), view.label());
         side.run(c, items_on_root, f, opts).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picked_items_travel_as_a_plain_items_chunk() {
+        let items = ["a".to_string(), "b".into(), "c".into(), "d".into()];
+        let bytes = postcard::to_allocvec(&Picked {
+            items: &items,
+            idx: &[3, 0, 2],
+        })
+        .unwrap();
+        let back: Vec<String> = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back, ["d", "a", "c"]);
+    }
+
+    #[test]
+    fn a_chunk_record_has_the_local_logs_runs() {
+        // Chunk 2..8 of `todo`: input items 5, 6, 7, 10, 11, 12; the one at 7 panicked.
+        let todo = [0, 1, 5, 6, 7, 10, 11, 12, 20];
+        let chunk = [
+            Some(5.5f64),
+            Some(6.5),
+            None,
+            Some(10.5),
+            Some(11.5),
+            Some(12.5),
+        ];
+        let runs = runs_of(&todo[2..8], &chunk);
+        assert_eq!(runs, vec![(5, 0..2), (10, 3..6)]);
+        let bytes = postcard::to_allocvec(&ChunkRuns {
+            slots: &chunk,
+            runs,
+        })
+        .unwrap();
+        let back: Vec<(u64, Vec<f64>)> = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(
+            back,
+            vec![(5, vec![5.5, 6.5]), (10, vec![10.5, 11.5, 12.5])]
+        );
     }
 }
