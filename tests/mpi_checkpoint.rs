@@ -94,6 +94,17 @@ parview::task! {
     fn work(ctl: &(u64, u64, u64), x: u64) -> f64 { item(ctl.0, ctl.1, ctl.2, x) }
 }
 
+/// A result whose `Serialize` panics for `FAIL` (so the root cannot log it).
+#[derive(serde::Deserialize, Debug)]
+struct Picky(u64);
+
+impl serde::Serialize for Picky {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        assert!(self.0 != FAIL, "Picky({}) refuses to be serialized", self.0);
+        s.serialize_u64(self.0)
+    }
+}
+
 parview::task! {
     /// Item runs on this rank so far.
     fn runs_here(_rank: usize) -> usize { RUNS.load(Ordering::Relaxed) }
@@ -245,6 +256,25 @@ fn spmd_child(phase: &str, path: &Path) {
                 ok(v.is_some() == c.is_root()
                     && v.as_deref().is_none_or(|v| same(v) == "ok")
                     && again.as_deref().is_none_or(|v| same(v) == "ok"))
+            ));
+        }
+        "encode" => {
+            // One rank: every result is serialized for the log only, on the root.
+            let r = ck(Schedule::Dynamic(3)).map(&xs, |&x| {
+                RUNS.fetch_add(1, Ordering::Relaxed);
+                Picky(x)
+            });
+            let good = matches!(
+                &r,
+                Err(ClusterCheckpointError::Log(CheckpointError::Encode { message, .. }))
+                    if message.contains("refuses to be serialized")
+            );
+            say(format!("encode={}", ok(good)));
+            // The map stopped, and the rank (its MPI thread caught the panic) goes on.
+            let v = c.load_balanced().map(&xs, f(NEVER)).unwrap();
+            say(format!(
+                "after={}",
+                ok(v.as_deref().is_some_and(|v| same(v) == "ok"))
             ));
         }
         other => panic!("unknown spmd phase {other:?}"),
@@ -536,6 +566,23 @@ fn a_log_for_another_input_is_refused_on_every_rank() {
     // The plain maps after the refusals ran everything; the log itself was not touched by them
     // (the SPMD case's checkpointed map after the refusal completed it).
     assert!(std::fs::read(&log).unwrap().starts_with(&before));
+    std::fs::remove_file(&log).unwrap();
+}
+
+#[test]
+fn a_result_that_cannot_be_logged_stops_the_map_and_the_job_goes_on() {
+    let log = log_path("encode");
+    let o = run_ok(Some(1), "spmd:encode", &log);
+    assert_eq!(o.root("encode"), "ok", "{}", o.dump());
+    assert_eq!(o.root("after"), "ok", "{}", o.dump());
+    // Stopped after the failing chunk: at most the chunks out with it ran (1 engine, ask
+    // ahead 1, chunks of 3), then the plain map's N.
+    let runs = o.runs();
+    assert!(
+        runs <= (FAIL as usize + 1 + 2 * 3) + N as usize,
+        "{runs}\n{}",
+        o.dump()
+    );
     std::fs::remove_file(&log).unwrap();
 }
 
