@@ -258,6 +258,22 @@ fn spmd_child(phase: &str, path: &Path) {
                     && again.as_deref().is_none_or(|v| same(v) == "ok"))
             ));
         }
+        "kill" => {
+            // Rank 1 kills itself on its first item at or past `KILL_AT`: mpirun ends the job.
+            let rank = c.rank();
+            let _ = ck(Schedule::Dynamic(2))
+                .sync_every(Duration::ZERO)
+                .map(&xs, move |&x| {
+                    if rank == 1 && x >= KILL_AT {
+                        let _ = Command::new("kill")
+                            .args(["-9", &std::process::id().to_string()])
+                            .status();
+                        std::thread::sleep(Duration::from_secs(30));
+                    }
+                    item(NEVER, NEVER, 2000, x)
+                });
+            say("survived=yes".into());
+        }
         "encode" => {
             // One rank: every result is serialized for the log only, on the root.
             let r = ck(Schedule::Dynamic(3)).map(&xs, |&x| {
@@ -566,6 +582,25 @@ fn a_log_for_another_input_is_refused_on_every_rank() {
     // The plain maps after the refusals ran everything; the log itself was not touched by them
     // (the SPMD case's checkpointed map after the refusal completed it).
     assert!(std::fs::read(&log).unwrap().starts_with(&before));
+    std::fs::remove_file(&log).unwrap();
+}
+
+#[test]
+fn spmd_rank_1_killed_mid_map_then_resumed() {
+    let log = log_path("spmd-killed");
+    let o = run_child(Some(2), "spmd:kill", &log, Duration::from_secs(60))
+        .unwrap_or_else(|o| panic!("the killed job hung\n{}", o.dump()));
+    assert!(!o.status.success(), "{}", o.dump());
+    assert!(!o.stdout.contains("survived=yes"), "{}", o.dump());
+    let o = run_ok(Some(3), "spmd:resume", &log);
+    assert_eq!(o.root("same"), "ok", "{}", o.dump());
+    // As for the farm: the items from `KILL_AT` on at most, plus the chunks in flight.
+    let runs = o.runs();
+    assert!(
+        runs <= (N - KILL_AT) as usize + 2 * 2 * 2,
+        "{runs} of {N} ran again\n{}",
+        o.dump()
+    );
     std::fs::remove_file(&log).unwrap();
 }
 
