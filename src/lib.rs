@@ -96,7 +96,10 @@
 //!   for about a microsecond, so a large map of trivial items costs little more than the serial
 //!   loop; if work is left, up to `P − 1` engines join (the caller plus them make a team of `P`,
 //!   like OpenMP). Smaller maps, where one item can be a large share of the work, and explicit
-//!   schedules are shared at once.
+//!   schedules are shared at once — except that a thread remembers what its last few adaptive
+//!   maps cost per item (per closure): a map of more than `2P` items that took under a
+//!   microsecond last time starts alone too, so a small map of cheap items called in a loop
+//!   never wakes an engine. Items of an adaptive map must therefore not wait for one another.
 //! * **Waiting never blocks an engine.** Every wait made on an engine thread — a nested map, a
 //!   DirectView call, [`AsyncResult::wait`]/[`get`](AsyncResult::get)/[`wait_timeout`](AsyncResult::wait_timeout),
 //!   iterating an [`Imap`] — runs that engine's own pending work (its mailbox first, then

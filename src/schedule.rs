@@ -15,7 +15,7 @@
 //! * [`Schedule::Dynamic`]`(c)`: chunks of `c` in index order, taken by whoever is idle.
 //! * [`Schedule::Guided`]`(m)`: the next chunk has `max(ceil(remaining / P), m)` items (libgomp's
 //!   rule), capped by what remains.
-//! * [`Schedule::Adaptive`]: each participant starts with one item and grows its chunk (×2 to ×16) while a
+//! * [`Schedule::Adaptive`] (see its docs for when a map starts on the caller alone): each participant starts with one item and grows its chunk (×2 to ×16) while a
 //!   chunk finishes in under [`Schedule::ADAPTIVE_TARGET`], capped at `ceil(remaining / 2P)` so the tail
 //!   stays shareable — unless, at the rate this participant measured, the whole rest would take
 //!   under [`SHORT_TAIL`] and is at most 16 times what it already ran: a tail that short is not
@@ -51,6 +51,15 @@ pub enum Schedule {
     /// No knob: chunks start at one item and grow while they are cheap, so cheap items are
     /// taken in long runs and expensive items are shared one by one. The default of
     /// [`crate::par_map`] and of [`LoadBalancedView`](crate::LoadBalancedView).
+    ///
+    /// A blocking adaptive map may start on the calling thread alone and be shared only once it
+    /// has run for about a microsecond: a map of more than 256 items per engine always does,
+    /// and a map of more than `2P` items does when the same map (the same closure, called from
+    /// the same thread) took under a microsecond last time — so a small map of cheap items in a
+    /// loop never pays for sharing, and if its items have become costly, the first one shows it
+    /// and the rest is shared. **Items must therefore not wait for one another** (use a
+    /// [`DirectView`](crate::DirectView) for work that must run on every engine at once); maps
+    /// of at most `2P` items are always shared at once.
     Adaptive,
 }
 
@@ -318,6 +327,8 @@ pub(crate) struct Claimer {
     /// in ns (0: nothing measured yet).
     measured: usize,
     per_item_ns: u64,
+    /// The time of all measured items (ns), for [`Claimer::mean_item_ns`].
+    measured_ns: u64,
 }
 
 impl Default for Claimer {
@@ -329,6 +340,7 @@ impl Default for Claimer {
             alone: false,
             measured: 0,
             per_item_ns: 0,
+            measured_ns: 0,
         }
     }
 }
@@ -355,7 +367,20 @@ impl Claimer {
     pub(crate) fn measured(&mut self, busy: Duration, items: usize) {
         if items > 0 {
             self.measured = self.measured.saturating_add(items);
+            self.measured_ns = self
+                .measured_ns
+                .saturating_add(busy.as_nanos().min(u128::from(u64::MAX)) as u64);
             self.per_item_ns = (busy.as_nanos() / items as u128).clamp(1, u64::MAX as u128) as u64;
+        }
+    }
+
+    /// The mean cost of the items this participant timed (ns, at least 1; 0: none timed).
+    #[inline]
+    pub(crate) fn mean_item_ns(&self) -> u64 {
+        if self.measured == 0 {
+            0
+        } else {
+            (self.measured_ns / self.measured as u64).max(1)
         }
     }
 

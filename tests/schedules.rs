@@ -136,3 +136,56 @@ fn zero_chunk_schedules_are_named_errors_or_panics() {
     }
     assert_eq!(pool.par_map(0..3u8, |i| i), vec![0, 1, 2]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Adaptive: a small map that was cheap last time starts on the caller alone
+
+#[test]
+fn an_adaptive_map_whose_cheap_items_turn_costly_is_shared_after_its_first_item() {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    within(120, || {
+        let pool = pool(2);
+        let lb = pool.load_balanced();
+        let data: Vec<u64> = (0..16).collect(); // more than 2P items
+        let want: Vec<u64> = data.iter().map(|&x| f(x)).collect();
+        let costly = AtomicBool::new(false);
+        let threads = Mutex::new(HashSet::new());
+        // Costly: item 0 sleeps; every later item waits (up to 2 s) until items have run on
+        // two threads, which happens only if the map is shared.
+        let item = |&x: &u64| {
+            if costly.load(Ordering::Relaxed) {
+                threads.lock().unwrap().insert(std::thread::current().id());
+                if x == 0 {
+                    std::thread::sleep(Duration::from_millis(2));
+                } else {
+                    let t = Instant::now();
+                    while threads.lock().unwrap().len() < 2 && t.elapsed() < Duration::from_secs(2)
+                    {
+                        std::thread::yield_now();
+                    }
+                }
+            }
+            f(x)
+        };
+        // Cheap calls first: the caller remembers the cost per item of this closure's map, and
+        // a later call (same closure, same thread) may start alone.
+        for _ in 0..50 {
+            assert_eq!(lb.map(&data, item), want);
+        }
+        costly.store(true, Ordering::Relaxed);
+        assert_eq!(lb.map(&data, item), want);
+        assert_eq!(
+            threads.lock().unwrap().len(),
+            2,
+            "the costly call ran on one thread: it was never shared"
+        );
+        // And back: cheap again, still every result in order.
+        costly.store(false, Ordering::Relaxed);
+        for _ in 0..10 {
+            assert_eq!(lb.map(&data, item), want);
+        }
+    });
+}

@@ -163,8 +163,9 @@ pub(crate) trait Work: Sync {
     /// long. Returns true when no work is left.
     fn work(&self, lane: Lane, stolen: bool, cl: &mut Claimer, budget: Option<Duration>) -> bool;
     /// Whether the caller should first work alone for [`INLINE_BUDGET`](super::run::INLINE_BUDGET)
-    /// before sharing.
-    fn inline_first(&self, workers: usize) -> bool;
+    /// before sharing, given what its last map with this body type cost per item (`recalled`,
+    /// see [`super::run::recall`]).
+    fn inline_first(&self, workers: usize, recalled: Option<u64>) -> bool;
     /// Run static slot `slot` (directed work).
     fn run_slot(&self, lane: Lane, slot: usize);
     /// Static slot `slot` will not run (its engine left the pool): its items become holes
@@ -357,6 +358,7 @@ where
                 if let Some(t) = &self.tracker {
                     t.chunk(lane, r, start, t1, items, stolen, &mut local);
                 }
+                cl.measured(t1 - start, items);
                 if let (Some(b), Some(b0)) = (budget, began) {
                     let spent = t1 - b0;
                     if spent >= b {
@@ -367,7 +369,6 @@ where
                 } else {
                     cl.grow(t1 - start);
                 }
-                cl.measured(t1 - start, items);
                 t0 = Some(t1);
             }
         });
@@ -377,9 +378,8 @@ where
         finished
     }
 
-    fn inline_first(&self, workers: usize) -> bool {
-        self.disp.needs_timing()
-            && self.input.len() > super::run::INLINE_MIN_ITEMS_PER_ENGINE.saturating_mul(workers)
+    fn inline_first(&self, workers: usize, recalled: Option<u64>) -> bool {
+        self.disp.needs_timing() && super::run::alone_first(self.input.len(), workers, recalled)
     }
 
     fn run_slot(&self, lane: Lane, slot: usize) {

@@ -187,14 +187,62 @@ where
 /// about the cost of sharing (a few cache-line transfers and an engine's reaction time).
 pub(crate) const INLINE_BUDGET: Duration = Duration::from_micros(1);
 
-/// An adaptive map works alone first only when it has more than this many items per engine.
+/// An adaptive map works alone first when it has more than this many items per engine (or when
+/// it was cheap last time: [`alone_first`]).
 /// Alone, the caller sizes each chunk to fill what is left of [`INLINE_BUDGET`] at the rate the
 /// previous chunk ran (starting with one item), so sharing is delayed by at most the first item,
 /// or by the budget times how much costlier later items turn out to be. With more than 256 items
 /// per engine one item is under 0.4% of an engine's share. Smaller maps (64 primes, 100 pi
 /// chunks) are shared at once: measured, working alone first cost them 6% (primes) and 19%
-/// (pi 1e7) on 2 engines.
+/// (pi 1e7) on 2 engines — unless their items were cheap last time ([`recall`]).
 pub(crate) const INLINE_MIN_ITEMS_PER_ENGINE: usize = 256;
+
+/// [`INLINE_BUDGET`] in nanoseconds.
+const INLINE_BUDGET_NS: u64 = INLINE_BUDGET.as_nanos() as u64;
+
+/// Whether an adaptive map of `n` items on `workers` engines starts on the caller alone: when
+/// it has more than [`INLINE_MIN_ITEMS_PER_ENGINE`] items per engine, or when it has more than
+/// `2P` items and, at the cost per item the caller `recalled` from its last map with the same
+/// body, would take at most [`INLINE_BUDGET`]. (Maps of up to `2P` items are always shared at
+/// once: one item per engine is what a caller of such a map may count on.)
+pub(crate) fn alone_first(n: usize, workers: usize, recalled: Option<u64>) -> bool {
+    n > INLINE_MIN_ITEMS_PER_ENGINE.saturating_mul(workers)
+        || (n > 2 * workers
+            && recalled.is_some_and(|ns| (n as u64).saturating_mul(ns) <= INLINE_BUDGET_NS))
+}
+
+/// How many body types a thread remembers the item cost of (see [`recall`]).
+const RECALL_SLOTS: usize = 8;
+
+thread_local! {
+    /// Per calling thread: `(body type key, ns per item)` of its last adaptive maps, in a
+    /// small direct-mapped table.
+    static RECENT: [std::cell::Cell<(usize, u64)>; RECALL_SLOTS] =
+        const { [const { std::cell::Cell::new((0, 0)) }; RECALL_SLOTS] };
+}
+
+/// What the calling thread's last adaptive map with body type `key` cost per item, if it
+/// measured it. A small adaptive map whose items were cheap last time (the whole map would
+/// take under [`INLINE_BUDGET`] at that rate) is run alone first, like a large one: a map of
+/// 16 trivial items called in a loop then never pays for sharing. If the items became costly,
+/// the first one shows it and the map is shared after it (and remembered as costly).
+pub(crate) fn recall(key: usize) -> Option<u64> {
+    RECENT
+        .try_with(|t| {
+            let (k, ns) = t[(key >> 4) % RECALL_SLOTS].get();
+            (k == key && ns > 0).then_some(ns)
+        })
+        .ok()
+        .flatten()
+}
+
+/// Records the calling thread's measured cost per item for body type `key` (0: not measured,
+/// nothing recorded).
+fn remember(key: usize, ns: u64) {
+    if ns > 0 {
+        let _ = RECENT.try_with(|t| t[(key >> 4) % RECALL_SLOTS].set((key, ns)));
+    }
+}
 
 /// The shared header of a blocking map whose body lives on the caller's stack.
 struct Borrowed {
@@ -261,12 +309,33 @@ fn run_borrowed<W: Work>(reg: &Registry, body: &W, units: usize, placement: Plac
             body.work(lane, false, &mut cl, None);
             return;
         }
-        if body.inline_first(reg.workers()) && body.work(lane, false, &mut cl, Some(INLINE_BUDGET))
+        // One key per body type (each map closure has its own): the address of this
+        // function's instance for it.
+        let key = run_borrowed::<W> as fn(&Registry, &W, usize, Placement<'_>) as usize;
+        let recalled = recall(key);
+        if body.inline_first(reg.workers(), recalled)
+            && body.work(lane, false, &mut cl, Some(INLINE_BUDGET))
         {
+            remember(key, cl.mean_item_ns());
             return;
         }
         cl.alone = false;
+        shared_run(reg, body, placement, lane, helpers, &mut cl);
+        remember(key, cl.mean_item_ns());
+        return;
     }
+    shared_run(reg, body, placement, lane, helpers, &mut cl);
+}
+
+/// The part of [`run_borrowed`] after the caller's solo start: share the body and wait.
+fn shared_run<W: Work>(
+    reg: &Registry,
+    body: &W,
+    placement: Placement<'_>,
+    lane: Lane,
+    helpers: usize,
+    cl: &mut Claimer,
+) {
     let erased: *const (dyn Work + '_) = body;
     // SAFETY: only the lifetime is erased. The pointer is used by participants between enter and
     // finish; this function does not return (and `body` is not dropped) until the gate is
@@ -303,7 +372,7 @@ fn run_borrowed<W: Work>(reg: &Registry, body: &W, units: usize, placement: Plac
     match placement {
         Placement::Shared => {
             reg.push_shared((0..helpers).map(|_| Job::Ticket(shared.clone())));
-            body.work(lane, false, &mut cl, None);
+            body.work(lane, false, cl, None);
         }
         Placement::Directed(targets) => {
             for (slot, &engine) in targets.iter().enumerate() {
@@ -785,4 +854,50 @@ where
         false,
     );
     (map, stream, n)
+}
+
+#[cfg(test)]
+mod alone_first_tests {
+    use super::*;
+
+    #[test]
+    fn small_maps_start_alone_only_when_they_were_cheap_last_time() {
+        // More than 256 items per engine: always alone first.
+        assert!(alone_first(513, 2, None));
+        assert!(!alone_first(512, 2, None));
+        // Small maps: shared at once unless the recalled cost says the map is under 1 µs.
+        assert!(!alone_first(16, 2, None));
+        assert!(alone_first(16, 2, Some(62))); // 992 ns
+        assert!(!alone_first(16, 2, Some(63))); // 1008 ns
+        // Up to 2P items: shared at once whatever was recalled (one item per engine).
+        assert!(!alone_first(4, 2, Some(1)));
+        assert!(alone_first(5, 2, Some(1)));
+        assert!(!alone_first(16, 8, Some(1)));
+        // No overflow for huge costs.
+        assert!(!alone_first(100, 2, Some(u64::MAX)));
+    }
+
+    #[test]
+    fn the_recall_table_remembers_per_key_and_evicts_on_collision() {
+        std::thread::spawn(|| {
+            let a = 0x1000;
+            let b = a + (RECALL_SLOTS << 4); // same slot as `a`
+            let c = a + (1 << 4); // the next slot
+            assert_eq!(recall(a), None);
+            remember(a, 40);
+            remember(c, 7);
+            assert_eq!(recall(a), Some(40));
+            assert_eq!(recall(c), Some(7));
+            remember(a, 0); // nothing measured: kept
+            assert_eq!(recall(a), Some(40));
+            remember(b, 9); // evicts `a`
+            assert_eq!(recall(a), None);
+            assert_eq!(recall(b), Some(9));
+            assert_eq!(recall(c), Some(7));
+        })
+        .join()
+        .unwrap();
+        // Per thread: this thread never remembered anything.
+        assert_eq!(recall(0x1000 + (RECALL_SLOTS << 4)), None);
+    }
 }
