@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --example checkpoint_cost            # ~10-20 s on 2 cores
 //! PARVIEW_CKPT_DIR=/some/disk cargo run --release --example checkpoint_cost
+//! PARVIEW_CKPT_REPS=21 cargo run --release --example checkpoint_cost   # more floor rounds
 //! ```
 //!
 //! Logs go to `PARVIEW_CKPT_DIR` (default: the system temp dir) and are removed afterwards.
@@ -166,8 +167,13 @@ fn main() {
         assert_eq!(v, want);
         t
     };
+    // More rounds for A/B comparisons of two builds: PARVIEW_CKPT_REPS (default 9).
+    let reps = std::env::var("PARVIEW_CKPT_REPS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(9);
     let t = interleaved(
-        9,
+        reps,
         &mut [
             &mut || {
                 let (t, v) = time(|| lb.map(&mats, inv));

@@ -1332,7 +1332,14 @@ unsafe fn record_of<R: Serialize>(
             Run(h.start as u64, s)
         })
         .collect();
-    let buf = postcard::to_extend(&refs, vec![0u8; FRAME]).map_err(|e| e.to_string())?;
+    // One allocation for the usual record: plain data serializes to about its size (varints
+    // are at most 10 bytes per run header); growing from empty cost a copy per doubling.
+    let items: usize = runs.iter().map(|h| h.len()).sum();
+    let guess = FRAME + 10 + runs.len() * 20 + items.saturating_mul(std::mem::size_of::<R>());
+    let mut buf = Vec::new();
+    let _ = buf.try_reserve_exact(guess); // a guess: without it the buffer just grows
+    buf.resize(FRAME, 0);
+    let buf = postcard::to_extend(&refs, buf).map_err(|e| e.to_string())?;
     Ok(Some(seal(buf)))
 }
 
