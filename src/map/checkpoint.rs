@@ -1568,7 +1568,7 @@ mod tests {
     //! reads results back from slots its sink wrote (`LogSink::record`) and from the log.
     use crate::map::body::Report;
     use crate::map::sink::{Sink, VecSink, alloc_output, collect_partial};
-    use crate::{CheckpointError, MapError, Pool, Schedule};
+    use crate::{AbortHandle, CheckpointError, MapError, Pool, Schedule};
     use std::convert::Infallible;
     use std::time::Duration;
 
@@ -1624,6 +1624,58 @@ mod tests {
             .map(&xs, |x| format!("v{x}"))
             .unwrap();
         assert_eq!(v, xs.iter().map(|x| format!("v{x}")).collect::<Vec<_>>());
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    /// The background path (`BgSink` reading the slots it wrote from an output owned by the
+    /// map, `BgOut` collecting them with those read from the log), aborted and resumed.
+    #[test]
+    fn checkpointed_map_async_aborts_and_resumes_with_owned_results() {
+        let pool = Pool::builder()
+            .workers(2)
+            .spin(Duration::ZERO)
+            .build()
+            .unwrap();
+        let path = std::env::temp_dir().join(format!(
+            "parview-unit-ckpt-async-{}-{:?}.log",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let xs: Vec<u32> = (0..24).collect();
+        let want: Vec<String> = xs.iter().map(|x| format!("v{x}")).collect();
+        let stop = AbortHandle::new();
+        let s = stop.clone();
+        let ar = pool
+            .schedule(Schedule::Dynamic(3))
+            .checkpoint(&path)
+            .abort_on(&stop)
+            .map_async(xs.clone(), move |&x| {
+                if x == 10 {
+                    s.abort();
+                }
+                format!("v{x}")
+            });
+        let p = ar.get_partial().unwrap_err();
+        assert!(matches!(
+            p.error,
+            CheckpointError::Map(MapError::Aborted { total: 24, .. })
+        ));
+        assert!(p.results[..12].iter().all(Option::is_some));
+        let v = pool
+            .schedule(Schedule::Guided(1))
+            .checkpoint(&path)
+            .map_async(xs.clone(), |x| format!("v{x}"))
+            .get()
+            .unwrap();
+        assert_eq!(v, want);
+        // A handle dropped at once, on a fresh log: the map is aborted, what ran is dropped.
+        std::fs::remove_file(&path).unwrap();
+        drop(
+            pool.load_balanced()
+                .checkpoint(&path)
+                .map_async(xs.clone(), |x| format!("v{x}")),
+        );
         std::fs::remove_file(&path).unwrap();
     }
 }
