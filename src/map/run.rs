@@ -421,7 +421,14 @@ impl<R: Send + 'static> VecOut<R> {
         match unsafe { collect_partial(v, n, rep) } {
             Ok(v) => {
                 if keep_all {
-                    slot.results = Some(v.into_iter().map(Some).collect());
+                    let mut p: Vec<Option<R>> = Vec::new();
+                    if p.try_reserve_exact(v.len()).is_ok() {
+                        p.extend(v.into_iter().map(Some));
+                        slot.results = Some(p);
+                    } else {
+                        drop(slot);
+                        drop_vec(v); // no room to keep them as partial results
+                    }
                     return Ok(Vec::new());
                 }
                 Ok(v)
