@@ -23,7 +23,8 @@
 //!   `sync_every` (plus the chunks in flight) — until the OS writes them back by itself;
 //! * a map shorter than `sync_every` pays no `fsync` at all (creating the log does not sync
 //!   either: a log whose header was lost in a machine crash is started again, or refused as
-//!   not a checkpoint if the file system left garbage — never merged).
+//!   not a checkpoint if the file system left garbage — never merged). The one exception is a
+//!   resume that cuts off a torn tail: the cut is synced at once, before anything is appended.
 //!
 //! `Duration::ZERO` syncs after every chunk and at the end; `Duration::MAX` never syncs.
 //!
