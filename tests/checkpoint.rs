@@ -885,3 +885,56 @@ fn every_sync_policy_leaves_a_complete_resumable_log() {
         let _ = std::fs::remove_dir_all(&dir);
     });
 }
+
+/// The Ctrl-C pattern for the blocking map: another thread pulls the `AbortHandle` while the
+/// map holds chunks in flight; the map returns `Aborted` with those chunks logged.
+#[test]
+fn blocking_map_aborted_from_another_thread_then_resumed() {
+    within(120, || {
+        let dir = scratch("blocking-abort");
+        let log = dir.join("log");
+        let xs: Vec<u64> = (0..500).collect();
+        let go = Arc::new(AtomicBool::new(false));
+        let ran: Ran = Arc::default();
+        let stop = AbortHandle::new();
+        let f = gated(100, &go, &ran);
+        let runner = {
+            let (xs, log, stop) = (xs.clone(), log.clone(), stop.clone());
+            std::thread::spawn(move || {
+                pool(3)
+                    .schedule(Schedule::Dynamic(4))
+                    .checkpoint(&log)
+                    .abort_on(&stop)
+                    .map(&xs, f)
+            })
+        };
+        // Wait until a held chunk is in flight (an item past the gate started), then "Ctrl-C".
+        while !started(&ran).iter().any(|&x| x >= 100) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        stop.abort();
+        go.store(true, Ordering::Release);
+        let e = runner.join().unwrap().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                CheckpointError::Map(MapError::Aborted { total: 500, .. })
+            ),
+            "{e:?}"
+        );
+        let first = started(&ran);
+        assert!(first.len() < 500, "the abort stopped nothing");
+        let ran2: Ran = Arc::default();
+        let r2 = ran2.clone();
+        let v = pool(2)
+            .schedule(Schedule::Guided(3))
+            .checkpoint(&log)
+            .map(&xs, |x| {
+                r2.lock().unwrap().push(*x);
+                work(x)
+            })
+            .unwrap();
+        check_resume("blocking abort", &xs, &first, &started(&ran2), &v);
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
