@@ -4,15 +4,25 @@
 //! ```text
 //! cargo run --release --example checkpoint_cost            # ~10-20 s on 2 cores
 //! PARVIEW_CKPT_DIR=/some/disk cargo run --release --example checkpoint_cost
+//! PARVIEW_CKPT_REPS=21 cargo run --release --example checkpoint_cost   # more floor rounds
 //! ```
 //!
 //! Logs go to `PARVIEW_CKPT_DIR` (default: the system temp dir) and are removed afterwards.
 //! Workloads: 100k 5x5 inversions and the 64 uneven primes of `parview_demo` (adaptive
-//! schedule, default sync policy: fsync at most every second and at the end), a trivial map
-//! with fixed chunks to get the cost per record, and a rerun over a complete 1M-item log.
+//! schedule, default sync policy: fsync at most every second, and at the end only if a second
+//! passed since the last one), a trivial map with fixed chunks to get the cost per record, and
+//! a rerun over a complete 1M-item log.
+//!
+//! The inversions also get the **floor**: what any crash-safe log of the same results must
+//! pay, measured in the same run, interleaved with the plain and checkpointed maps — (a) the
+//! plain map, then its results serialized with postcard into buffers on the pool (blocks of
+//! 1,024 results), (b) that plus one `write_all` per buffer to a fresh file, (c) that plus one
+//! `fsync`. The checkpoint's own cost is what it pays above (b) (its default policy syncs no
+//! map shorter than a second): the input fingerprint, crc32 per record, and its bookkeeping.
 
 use parview::{Pool, Schedule};
 use parview_demo as demo;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -49,6 +59,23 @@ fn compare<T: PartialEq + std::fmt::Debug>(
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// Runs every variant once per round, `reps` rounds (so all see the same machine), and
+/// returns each one's median. A variant times itself (its untimed setup excluded).
+fn interleaved(reps: usize, variants: &mut [&mut dyn FnMut() -> Duration]) -> Vec<Duration> {
+    let mut times: Vec<Vec<Duration>> = variants.iter().map(|_| Vec::new()).collect();
+    for _ in 0..reps {
+        for (v, t) in variants.iter_mut().zip(&mut times) {
+            t.push(v());
+        }
+    }
+    times.into_iter().map(median).collect()
+}
+
+/// `x` as overhead over `base`, in percent.
+fn over(x: Duration, base: Duration) -> f64 {
+    (x.as_secs_f64() / base.as_secs_f64() - 1.0) * 100.0
 }
 
 fn main() {
@@ -111,6 +138,87 @@ fn main() {
         c.as_secs_f64() / p.as_secs_f64(),
         (c.as_secs_f64() / p.as_secs_f64() - 1.0) * 100.0
     );
+    // The floor, interleaved with the plain and checkpointed maps.
+    let want = lb.map(&mats, inv);
+    let floor_file = dir.join(format!(
+        "parview-checkpoint-floor-{}.bin",
+        std::process::id()
+    ));
+    let serialize = |v: &[demo::Mat5]| -> Vec<Vec<u8>> {
+        let blocks: Vec<&[demo::Mat5]> = v.chunks(1024).collect();
+        lb.map(&blocks, |b| postcard::to_allocvec(b).expect("serialize"))
+    };
+    let floor = |write: bool, sync: bool| -> Duration {
+        let _ = std::fs::remove_file(&floor_file);
+        let (t, v) = time(|| {
+            let v = lb.map(&mats, inv);
+            let bufs = serialize(&v);
+            if write {
+                let mut f = std::fs::File::create(&floor_file).expect("floor file");
+                for b in &bufs {
+                    f.write_all(b).expect("write");
+                }
+                if sync {
+                    f.sync_data().expect("fsync");
+                }
+            }
+            v
+        });
+        assert_eq!(v, want);
+        t
+    };
+    // More rounds for A/B comparisons of two builds: PARVIEW_CKPT_REPS (default 9).
+    let reps = std::env::var("PARVIEW_CKPT_REPS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(9);
+    let t = interleaved(
+        reps,
+        &mut [
+            &mut || {
+                let (t, v) = time(|| lb.map(&mats, inv));
+                assert_eq!(v, want);
+                t
+            },
+            &mut || floor(false, false),
+            &mut || floor(true, false),
+            &mut || floor(true, true),
+            &mut || {
+                let _ = std::fs::remove_file(&log);
+                let (t, v) = time(|| lb.checkpoint(&log).map(&mats, inv).expect("ckpt"));
+                assert_eq!(v, want);
+                t
+            },
+            &mut || {
+                let _ = std::fs::remove_file(&log);
+                let (t, v) = time(|| {
+                    lb.checkpoint(&log)
+                        .sync_every(Duration::MAX)
+                        .map(&mats, inv)
+                        .expect("ckpt")
+                });
+                assert_eq!(v, want);
+                t
+            },
+        ],
+    );
+    let _ = std::fs::remove_file(&floor_file);
+    let (plain, fa, fb, fc, ck, ck_max) = (t[0], t[1], t[2], t[3], t[4], t[5]);
+    println!(
+        "inv 100k floor, over the plain map ({:.2} ms): (a) serialize {:+.1}%, (b) + write {:+.1}%, (c) + fsync {:+.1}%",
+        ms(plain),
+        over(fa, plain),
+        over(fb, plain),
+        over(fc, plain)
+    );
+    println!(
+        "inv 100k checkpointed, same rounds: default policy {:+.1}%, sync_every(MAX) {:+.1}%; default / floor (b) {:.3} ({:+.2} ms above it)",
+        over(ck, plain),
+        over(ck_max, plain),
+        ck.as_secs_f64() / fb.as_secs_f64(),
+        ms(ck) - ms(fb)
+    );
+
     let _ = lb.checkpoint(&log).map(&mats, inv).expect("full log");
     let size = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
     let reread = median(

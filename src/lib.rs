@@ -45,7 +45,7 @@
 //! | `ar.wall_time`, `ar.serial_time` | — | — | [`AsyncResult::wall_time`], [`AsyncResult::serial_time`], [`timeline::Timeline`] |
 //! | `return_exceptions=True` | — | — | [`LoadBalancedView::return_exceptions`] |
 //! | `view.retries = n` | Ray's `max_retries` | — | [`LoadBalancedView::retries`] (failed attempts in [`timeline::Timeline::attempts`]) |
-//! | finished results of an aborted map | joblib `Memory`, luigi | — | [`AsyncResult::get_partial`], [`LoadBalancedView::try_map_partial`] ([`Partial`]); [`LoadBalancedView::checkpoint`]: a log on disk, and a rerun resumes from it |
+//! | finished results of an aborted map | joblib `Memory`, luigi | — | [`AsyncResult::get_partial`], [`LoadBalancedView::try_map_partial`] ([`Partial`]); [`LoadBalancedView::checkpoint`]: a log on disk, and a rerun resumes from it (recipe "abort, fix, resume" with [`Checkpoint::map_async`] and an [`AbortHandle`]: see [`Checkpoint`]) |
 //! | `np.random.seed(s)` per task | — | — | [`rng::stream`], [`Pool::par_map_rng`] |
 //! | `sum(dview.gather(...))` | — | `reduction(+:x)` | [`par_sum`], [`par_map_reduce`] (bitwise identical for any worker count) |
 //!
@@ -207,6 +207,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+mod abort;
 mod async_result;
 #[cfg(feature = "mpi")]
 pub mod cluster;
@@ -238,10 +239,11 @@ mod views;
 /// ```
 pub use rand;
 
+pub use abort::AbortHandle;
 pub use async_result::{AsyncResult, Imap, ImapUnordered};
 pub use error::{ItemError, MapError, Partial};
 pub use join::{Scope, join, scope};
-pub use map::checkpoint::{Checkpoint, CheckpointError};
+pub use map::checkpoint::{AsyncCheckpoint, Checkpoint, CheckpointError, CheckpointPartial};
 pub use map::chunks::par_chunks_mut;
 pub use map::fold::par_fold;
 pub use map::retry::Retries;

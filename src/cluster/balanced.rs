@@ -93,69 +93,11 @@ pub enum ClusterMapError {
     Schedule(#[from] ScheduleError),
 }
 
-/// Stops a cluster map from another thread of the root: no chunk is handed out after
-/// [`abort`](AbortHandle::abort), the chunks already out finish, and the map returns
-/// [`ClusterMapError::Aborted`]. Clones share the flag; [`reset`](AbortHandle::reset) makes
-/// the handle usable for the next map.
-///
-/// # Examples
-/// ```
-/// let h = parview::cluster::AbortHandle::new();
-/// assert!(!h.is_aborted());
-/// h.clone().abort();
-/// assert!(h.is_aborted());
-/// h.reset();
-/// assert!(!h.is_aborted());
-/// ```
-#[derive(Clone, Debug, Default)]
-pub struct AbortHandle(Arc<AtomicBool>);
-
-impl AbortHandle {
-    /// A handle that is not aborted.
-    ///
-    /// # Examples
-    /// ```
-    /// assert!(!parview::cluster::AbortHandle::new().is_aborted());
-    /// ```
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Asks the maps watching this handle to stop.
-    ///
-    /// # Examples
-    /// ```
-    /// let h = parview::cluster::AbortHandle::new();
-    /// h.abort();
-    /// assert!(h.is_aborted());
-    /// ```
-    pub fn abort(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-
-    /// Whether [`abort`](AbortHandle::abort) was called (since the last reset).
-    ///
-    /// # Examples
-    /// ```
-    /// assert!(!parview::cluster::AbortHandle::default().is_aborted());
-    /// ```
-    pub fn is_aborted(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
-
-    /// Clears the flag.
-    ///
-    /// # Examples
-    /// ```
-    /// let h = parview::cluster::AbortHandle::new();
-    /// h.abort();
-    /// h.reset();
-    /// assert!(!h.is_aborted());
-    /// ```
-    pub fn reset(&self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
+/// The crate's [`AbortHandle`](crate::AbortHandle): a cluster map watching it (`abortable`)
+/// hands out no chunk after [`abort`](crate::AbortHandle::abort), the chunks already out
+/// finish, and the map returns [`ClusterMapError::Aborted`]. The same handle stops local
+/// checkpointed maps ([`Checkpoint::abort_on`](crate::Checkpoint::abort_on)).
+pub use crate::AbortHandle;
 
 /// What one rank did in a map: its engines, the items and chunks it ran and their busy time
 /// (the sum over its engines).

@@ -395,10 +395,13 @@ fn shared_run<W: Work>(
 /// How the results of a background map are kept and finally handed out.
 pub(crate) trait AsyncOutput: Send + Sync + Sized + 'static {
     type R: Send;
+    /// The error of the map's closure (`Infallible` but for checkpointed `try_` maps, whose
+    /// `Err` ends up inside [`T`](AsyncOutput::T)).
+    type E: Send;
     type Sink: Sink<Self::R> + Send + 'static;
     type T: Send + 'static;
     /// Builds the result; called once, by the last participant, after the body concluded.
-    fn finish(&self, rep: Report<Infallible>, n: usize) -> Result<Self::T, MapError>;
+    fn finish(&self, rep: Report<Self::E>, n: usize) -> Result<Self::T, MapError>;
     /// Drops a result nobody took, value by value (a panicking `Drop` is reported, the rest are
     /// still dropped).
     fn drop_value(v: Self::T);
@@ -413,7 +416,7 @@ pub(crate) trait AsyncOutput: Send + Sync + Sized + 'static {
 }
 
 /// Drops the items of a vector one by one, reporting panicking `Drop`s.
-fn drop_vec<T>(mut v: Vec<T>) {
+pub(crate) fn drop_vec<T>(mut v: Vec<T>) {
     let n = v.len();
     // SAFETY: the first `n` slots are initialised; with the length set to 0 first, the vector
     // frees only its buffer, and each item is dropped exactly once by `drop_each`.
@@ -443,9 +446,14 @@ struct PartialSlot<R> {
 impl<R: Send + 'static> VecOut<R> {
     /// The output of `n` results and its sink; an error if it cannot be allocated.
     pub(crate) fn new(n: usize) -> Result<(Self, VecSink<R>), MapError> {
-        let mut v = alloc_output(n)?;
+        Ok(Self::with_buffer(alloc_output(n)?))
+    }
+
+    /// The output in `v`'s spare capacity (empty, with room for the map's results; slots may
+    /// be written through the sink before the map starts), and its sink.
+    pub(crate) fn with_buffer(mut v: Vec<R>) -> (Self, VecSink<R>) {
         let sink = VecSink(v.as_mut_ptr());
-        Ok((
+        (
             VecOut {
                 out: Mutex::new(v),
                 partial: Mutex::new(PartialSlot {
@@ -454,7 +462,51 @@ impl<R: Send + 'static> VecOut<R> {
                 }),
             },
             sink,
-        ))
+        )
+    }
+
+    /// [`AsyncOutput::finish`] for any error type: the results, or the error with what
+    /// finished kept for [`AsyncOutput::take_partial`]. `keep_all`: keep the results as
+    /// partial even when the map itself succeeded (its caller fails it for another reason).
+    ///
+    /// # Safety
+    /// Called once, after every participant left; the sink wrote exactly the slots outside
+    /// `rep.holes`.
+    pub(crate) unsafe fn finish_vec<E>(
+        &self,
+        rep: Report<E>,
+        n: usize,
+        keep_all: bool,
+    ) -> Result<Vec<R>, MapError<E>> {
+        let v = std::mem::take(&mut *self.out.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut slot = self.slot();
+        if !slot.wanted {
+            drop(slot);
+            // SAFETY: function contract.
+            return unsafe { collect(v, n, rep) };
+        }
+        // SAFETY: function contract. Under the slot's lock, so a handle that gives the results
+        // up meanwhile (`discard_partial`) finds them there.
+        match unsafe { collect_partial(v, n, rep) } {
+            Ok(v) => {
+                if keep_all {
+                    let mut p: Vec<Option<R>> = Vec::new();
+                    if p.try_reserve_exact(v.len()).is_ok() {
+                        p.extend(v.into_iter().map(Some));
+                        slot.results = Some(p);
+                    } else {
+                        drop(slot);
+                        drop_vec(v); // no room to keep them as partial results
+                    }
+                    return Ok(Vec::new());
+                }
+                Ok(v)
+            }
+            Err(p) => {
+                slot.results = Some(p.results);
+                Err(p.error)
+            }
+        }
     }
 
     fn slot(&self) -> std::sync::MutexGuard<'_, PartialSlot<R>> {
@@ -475,26 +527,13 @@ impl<R> Drop for VecOut<R> {
 
 impl<R: Send + 'static> AsyncOutput for VecOut<R> {
     type R = R;
+    type E = Infallible;
     type Sink = VecSink<R>;
     type T = Vec<R>;
     fn finish(&self, rep: Report<Infallible>, n: usize) -> Result<Vec<R>, MapError> {
-        let v = std::mem::take(&mut *self.out.lock().unwrap_or_else(|e| e.into_inner()));
-        let mut slot = self.slot();
-        if !slot.wanted {
-            drop(slot);
-            // SAFETY: called once, by the last participant, after the gate closed; the sink
-            // wrote exactly the slots outside the report's holes.
-            return unsafe { collect(v, n, rep) };
-        }
-        // SAFETY: as above. Under the slot's lock, so a handle that gives the results up
-        // meanwhile (`discard_partial`) finds them there.
-        match unsafe { collect_partial(v, n, rep) } {
-            Ok(v) => Ok(v),
-            Err(p) => {
-                slot.results = Some(p.results);
-                Err(p.error)
-            }
-        }
+        // SAFETY: called once, by the last participant, after the gate closed; the sink wrote
+        // exactly the slots outside the report's holes.
+        unsafe { self.finish_vec(rep, n, false) }
     }
     fn drop_value(v: Vec<R>) {
         drop_vec(v);
@@ -529,6 +568,7 @@ impl<R: Send + 'static> ResultsOut<R> {
 
 impl<R: Send + 'static> AsyncOutput for ResultsOut<R> {
     type R = R;
+    type E = Infallible;
     type Sink = ResultSink<R>;
     type T = Vec<Result<R, ItemError>>;
     fn finish(&self, rep: Report<Infallible>, n: usize) -> Result<Self::T, MapError> {
@@ -549,6 +589,7 @@ pub(crate) struct StreamOut<R>(std::marker::PhantomData<fn() -> R>);
 
 impl<R: Send + 'static> AsyncOutput for StreamOut<R> {
     type R = R;
+    type E = Infallible;
     type Sink = StreamSink<R>;
     type T = ();
     fn finish(&self, rep: Report<Infallible>, _n: usize) -> Result<(), MapError> {
@@ -571,7 +612,7 @@ pub(crate) struct AsyncMap<
     R = <O as AsyncOutput>::R,
 > {
     gate: Gate,
-    body: Body<In, NoState, F, S, R, Infallible>,
+    body: Body<In, NoState, F, S, R, O::E>,
     out: O,
     signal: Signal,
     result: Mutex<Option<Result<O::T, MapError>>>,
@@ -608,7 +649,7 @@ pub(crate) trait AsyncCore<T>: Send + Sync {
 impl<In, F, S, R, O> AsyncMap<In, F, O, S, R>
 where
     In: MapInput + Send + 'static,
-    F: Fn(&mut (), In::Item) -> Result<R, Infallible> + Send + Sync + 'static,
+    F: Fn(&mut (), In::Item) -> Result<R, O::E> + Send + Sync + 'static,
     O: AsyncOutput<Sink = S, R = R>,
     S: Sink<R> + Send + 'static,
     R: Send,
@@ -646,7 +687,7 @@ impl<In, F, O: AsyncOutput, S, R> Drop for AsyncMap<In, F, O, S, R> {
 impl<In, F, S, R, O> Participate for AsyncMap<In, F, O, S, R>
 where
     In: MapInput + Send + 'static,
-    F: Fn(&mut (), In::Item) -> Result<R, Infallible> + Send + Sync + 'static,
+    F: Fn(&mut (), In::Item) -> Result<R, O::E> + Send + Sync + 'static,
     O: AsyncOutput<Sink = S, R = R>,
     S: Sink<R> + Send + 'static,
     R: Send,
@@ -674,7 +715,7 @@ where
 impl<In, F, S, R, O> AsyncCore<O::T> for AsyncMap<In, F, O, S, R>
 where
     In: MapInput + Send + 'static,
-    F: Fn(&mut (), In::Item) -> Result<R, Infallible> + Send + Sync + 'static,
+    F: Fn(&mut (), In::Item) -> Result<R, O::E> + Send + Sync + 'static,
     O: AsyncOutput<Sink = S, R = R>,
     S: Sink<R> + Send + 'static,
     R: Send,
@@ -736,7 +777,7 @@ pub(crate) fn start<In, F, O>(
 ) -> Arc<AsyncMap<In, F, O>>
 where
     In: MapInput + Send + 'static,
-    F: Fn(&mut (), In::Item) -> Result<O::R, Infallible> + Send + Sync + 'static,
+    F: Fn(&mut (), In::Item) -> Result<O::R, O::E> + Send + Sync + 'static,
     O: AsyncOutput,
 {
     let n = input.len();
@@ -796,11 +837,16 @@ pub(crate) struct Refused<T> {
 
 impl<T> Refused<T> {
     pub(crate) fn new(e: MapError) -> Self {
+        Self::with_result(Err(e))
+    }
+
+    /// A result that is there at once (a map that never had to start).
+    pub(crate) fn with_result(r: Result<T, MapError>) -> Self {
         let signal = Signal::new();
         signal.set();
         Refused {
             signal,
-            result: Mutex::new(Some(Err(e))),
+            result: Mutex::new(Some(r)),
         }
     }
 }

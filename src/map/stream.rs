@@ -83,6 +83,7 @@ struct BatchOut<R> {
 
 impl<R: Send + 'static> AsyncOutput for BatchOut<R> {
     type R = R;
+    type E = Infallible;
     type Sink = ResultSink<R>;
     type T = ();
     fn finish(&self, rep: Report<Infallible>, n: usize) -> Result<(), MapError> {

@@ -137,6 +137,12 @@ impl Tracker {
     }
 
     /// Items finished so far (failed ones included).
+    /// Counts `k` items as done before the map starts (a checkpointed map's items read from
+    /// its log).
+    pub(crate) fn add_done(&self, k: usize) {
+        self.done.fetch_add(k, Ordering::Release);
+    }
+
     pub(crate) fn done(&self) -> usize {
         self.done.load(Ordering::Acquire).min(self.total)
     }
