@@ -17,14 +17,9 @@
 //! `mpirun` fails the tests. The Open MPI settings needed in containers (run
 //! as root, oversubscribe, loopback only) are set here on the child command.
 
-use std::collections::BTreeMap;
-use std::io::Read;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parview::cluster::{
     AbortHandle, Cluster, ClusterError, ClusterMapError, map_reduce_local, partition,
@@ -33,22 +28,14 @@ use parview::{Pool, Schedule};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+#[path = "common/mpirun.rs"]
+mod mpirun;
+use mpirun::{Outcome, child_command, run_within};
+
 const CHILD_VAR: &str = "PARVIEW_MPI_CHILD";
 const N_VAR: &str = "PARVIEW_TEST_N";
 const CHILD_TEST: &str = "mpi_child";
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Open MPI settings for CI containers, applied to every child run: run as
-/// root, more ranks than cores, loopback only, and no cross-memory-attach
-/// single copy (needs ptrace rights that containers often lack).
-const OMPI_ENV: [(&str, &str); 6] = [
-    ("OMPI_ALLOW_RUN_AS_ROOT", "1"),
-    ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"),
-    ("OMPI_MCA_rmaps_base_oversubscribe", "1"),
-    ("OMPI_MCA_btl_tcp_if_include", "lo"),
-    ("OMPI_MCA_oob_tcp_if_include", "lo"),
-    ("OMPI_MCA_btl_vader_single_copy_mechanism", "none"),
-];
 
 // ---- shared computations (child ranks and parent reference) --------------
 
@@ -991,67 +978,6 @@ fn timeline_child(c: &Cluster, n: usize) {
 
 // ---- parent side ----------------------------------------------------------
 
-#[derive(Debug)]
-struct Outcome {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
-}
-
-impl Outcome {
-    fn dump(&self) -> String {
-        format!(
-            "status: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-
-    /// `RANK r size=s k=v ...` lines merged per rank.
-    fn ranks(&self) -> BTreeMap<usize, BTreeMap<String, String>> {
-        let mut out: BTreeMap<usize, BTreeMap<String, String>> = BTreeMap::new();
-        for line in self.stdout.lines() {
-            // libtest's "test mpi_child ... " may precede a report on its line.
-            let Some(at) = line.find("RANK ") else {
-                continue;
-            };
-            let mut words = line[at..].split_whitespace();
-            words.next();
-            let rank: usize = words.next().and_then(|r| r.parse().ok()).expect(line);
-            let entry = out.entry(rank).or_default();
-            for kv in words {
-                let (k, v) = kv.split_once('=').expect(line);
-                entry.insert(k.to_string(), v.to_string());
-            }
-        }
-        out
-    }
-
-    fn root(&self, key: &str) -> String {
-        self.ranks()
-            .get(&0)
-            .and_then(|r| r.get(key).cloned())
-            .unwrap_or_else(|| panic!("rank 0 did not report {key}\n{}", self.dump()))
-    }
-}
-
-/// Serialises the child runs: 2 cores, and mpirun startup is the slow part.
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn find_mpirun() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("mpirun"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "mpirun not found on PATH: these tests need Open MPI. Install it with \
-                 `sudo .ci/mpi-setup.sh` (apt: libopenmpi-dev openmpi-bin libclang), then \
-                 rerun `cargo test --features mpi --test mpi`"
-            )
-        })
-}
-
 /// Runs this test binary's `mpi_child` test as `case`, under `mpirun -n np`
 /// (or directly when `np` is `None`); panics if it is still running after
 /// [`TIMEOUT`] (having killed it).
@@ -1065,94 +991,18 @@ fn run_child(np: Option<usize>, case: &str, env: &[(&str, &str)]) -> Outcome {
     })
 }
 
-/// Kills the process group `pgid` (mpirun and its ranks) with `signal`.
-fn kill_group(pgid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .args([signal, "--", &format!("-{pgid}")])
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// Like [`run_child`], but returns `Err` with what was captured if the
-/// child ran longer than `timeout` (it is then terminated: SIGTERM to its
-/// process group, which makes mpirun stop its ranks, then SIGKILL).
+/// Like [`run_child`], but returns `Err` with what was captured if the child ran longer than
+/// `timeout` (it is then killed: see [`run_within`]).
 fn run_child_within(
     np: Option<usize>,
     case: &str,
     env: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<Outcome, Outcome> {
-    use std::os::unix::process::CommandExt;
-    use std::sync::mpsc;
-
-    let _serial = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut cmd = match np {
-        Some(np) => {
-            let mut cmd = Command::new(find_mpirun());
-            cmd.arg("-n").arg(np.to_string()).arg(&exe);
-            cmd
-        }
-        None => Command::new(&exe),
-    };
-    cmd.args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"]);
-    for var in parview::cluster::LAUNCHER_SIZE_VARS {
-        cmd.env_remove(var);
-    }
+    let mut cmd = child_command(np, CHILD_TEST);
     cmd.env_remove("PARVIEW_WORKERS");
-    cmd.envs(OMPI_ENV)
-        .env(CHILD_VAR, case)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0); // own group, so a timeout kills mpirun and its ranks
-    let start = Instant::now();
-    let mut child = cmd.spawn().expect("spawning the MPI child");
-    let pgid = child.id();
-    // Readers report through channels: a straggler holding a pipe open must
-    // not block the test.
-    let reader = |mut pipe: Box<dyn Read + Send>| {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = pipe.read_to_string(&mut s);
-            let _ = tx.send(s);
-        });
-        rx
-    };
-    let out_rx = reader(Box::new(child.stdout.take().unwrap()));
-    let err_rx = reader(Box::new(child.stderr.take().unwrap()));
-    let collect = |rx: mpsc::Receiver<String>| {
-        rx.recv_timeout(Duration::from_secs(5))
-            .unwrap_or_else(|_| "<output not closed: a process outlived the job>".into())
-    };
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for the MPI child") {
-            break status;
-        }
-        if !timed_out && start.elapsed() > timeout {
-            timed_out = true;
-            kill_group(pgid, "-TERM");
-        }
-        if timed_out && start.elapsed() > timeout + Duration::from_secs(5) {
-            kill_group(pgid, "-KILL");
-            let _ = child.kill();
-            break child.wait().expect("reaping the killed child");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    if timed_out {
-        kill_group(pgid, "-KILL"); // stragglers
-    }
-    let o = Outcome {
-        status,
-        stdout: collect(out_rx),
-        stderr: collect(err_rx),
-        elapsed: start.elapsed(),
-    };
-    if timed_out { Err(o) } else { Ok(o) }
+    cmd.env(CHILD_VAR, case).envs(env.iter().copied());
+    run_within(cmd, timeout)
 }
 
 fn run_ok(np: usize, case: &str, env: &[(&str, &str)]) -> Outcome {

@@ -15,33 +15,25 @@
 //! SPMD map resume in each other; a log for another input is refused on every rank without a
 //! hang and the cluster stays usable; rank 0 killed with SIGKILL mid-map, then resumed.
 
-use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::Command;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parview::cluster::{
     AbortHandle, Cluster, ClusterCheckpointError, ClusterMapError, Farm, current_rank,
 };
 use parview::{CheckpointError, MapError, Pool, Schedule};
 
+#[path = "common/mpirun.rs"]
+mod mpirun;
+use mpirun::{Outcome, child_command, run_within};
+
 const CHILD_VAR: &str = "PARVIEW_CKPT_CHILD";
 const PATH_VAR: &str = "PARVIEW_CKPT_PATH";
 const CHILD_TEST: &str = "ckpt_child";
 const TIMEOUT: Duration = Duration::from_secs(90);
-
-/// Open MPI settings for CI containers (as in tests/mpi.rs).
-const OMPI_ENV: [(&str, &str); 6] = [
-    ("OMPI_ALLOW_RUN_AS_ROOT", "1"),
-    ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"),
-    ("OMPI_MCA_rmaps_base_oversubscribe", "1"),
-    ("OMPI_MCA_btl_tcp_if_include", "lo"),
-    ("OMPI_MCA_oob_tcp_if_include", "lo"),
-    ("OMPI_MCA_btl_vader_single_copy_mechanism", "none"),
-];
 
 /// Items of every map: `0..N`; the item that panics in a failing run.
 const N: u64 = 300;
@@ -300,87 +292,6 @@ fn spmd_child(phase: &str, path: &Path) {
 
 // ---- parent side ------------------------------------------------------------------
 
-struct Outcome {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Outcome {
-    fn dump(&self) -> String {
-        format!(
-            "status: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-
-    /// `RANK r size=s k=v ...` lines merged per rank.
-    fn ranks(&self) -> BTreeMap<usize, BTreeMap<String, String>> {
-        let mut out: BTreeMap<usize, BTreeMap<String, String>> = BTreeMap::new();
-        for line in self.stdout.lines() {
-            let Some(at) = line.find("RANK ") else {
-                continue;
-            };
-            let mut words = line[at..].split_whitespace();
-            words.next();
-            let rank: usize = words.next().and_then(|r| r.parse().ok()).expect(line);
-            let entry = out.entry(rank).or_default();
-            for kv in words {
-                let (k, v) = kv.split_once('=').expect(line);
-                entry.insert(k.to_string(), v.to_string());
-            }
-        }
-        out
-    }
-
-    fn root(&self, key: &str) -> String {
-        self.ranks()
-            .get(&0)
-            .and_then(|r| r.get(key).cloned())
-            .unwrap_or_else(|| panic!("rank 0 did not report {key}\n{}", self.dump()))
-    }
-
-    /// `key` on every rank that reported it.
-    fn all(&self, key: &str) -> Vec<String> {
-        self.ranks()
-            .values()
-            .filter_map(|r| r.get(key).cloned())
-            .collect()
-    }
-
-    /// The `runs` of every rank, summed.
-    fn runs(&self) -> usize {
-        let all = self.all("runs");
-        assert!(!all.is_empty(), "no rank reported runs\n{}", self.dump());
-        all.iter()
-            .map(|r| r.parse::<usize>().expect("a count"))
-            .sum()
-    }
-}
-
-/// Serialises the child runs: few cores, and mpirun startup is the slow part.
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn mpirun() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("mpirun"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("mpirun not found on PATH: install Open MPI (`sudo .ci/mpi-setup.sh`)")
-        })
-}
-
-fn kill_group(pgid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .args([signal, "--", &format!("-{pgid}")])
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// The child's arguments: run only `ckpt_child`.
-const CHILD_ARGS: [&str; 4] = ["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"];
-
 /// Runs the child for `case` on the log `log` (under `mpirun -n np`, or alone) with a
 /// watchdog: `Err` with what was captured if it ran longer than `timeout` (its process group
 /// is then killed).
@@ -390,74 +301,11 @@ fn run_child(
     log: &Path,
     timeout: Duration,
 ) -> Result<Outcome, Outcome> {
-    use std::os::unix::process::CommandExt;
-    use std::sync::mpsc;
-
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut cmd = match np {
-        Some(np) => {
-            let mut c = Command::new(mpirun());
-            c.arg("-n").arg(np.to_string()).arg(exe);
-            c
-        }
-        None => Command::new(exe),
-    };
-    cmd.args(CHILD_ARGS);
-    let _serial = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    for var in parview::cluster::LAUNCHER_SIZE_VARS {
-        cmd.env_remove(var);
-    }
-    cmd.envs(OMPI_ENV)
-        .env(CHILD_VAR, case)
+    let mut cmd = child_command(np, CHILD_TEST);
+    cmd.env(CHILD_VAR, case)
         .env(PATH_VAR, log)
-        .env("PARVIEW_WORKERS", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let start = Instant::now();
-    let mut child = cmd.spawn().expect("spawning the child");
-    let pgid = child.id();
-    let reader = |mut pipe: Box<dyn Read + Send>| {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = pipe.read_to_string(&mut s);
-            let _ = tx.send(s);
-        });
-        rx
-    };
-    let out_rx = reader(Box::new(child.stdout.take().unwrap()));
-    let err_rx = reader(Box::new(child.stderr.take().unwrap()));
-    let collect = |rx: mpsc::Receiver<String>| {
-        rx.recv_timeout(Duration::from_secs(5))
-            .unwrap_or_else(|_| "<output not closed: a process outlived the job>".into())
-    };
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for the child") {
-            break status;
-        }
-        if !timed_out && start.elapsed() > timeout {
-            timed_out = true;
-            kill_group(pgid, "-TERM");
-        }
-        if timed_out && start.elapsed() > timeout + Duration::from_secs(5) {
-            kill_group(pgid, "-KILL");
-            let _ = child.kill();
-            break child.wait().expect("reaping the killed child");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    if timed_out {
-        kill_group(pgid, "-KILL");
-    }
-    let o = Outcome {
-        status,
-        stdout: collect(out_rx),
-        stderr: collect(err_rx),
-    };
-    if timed_out { Err(o) } else { Ok(o) }
+        .env("PARVIEW_WORKERS", "1");
+    run_within(cmd, timeout)
 }
 
 /// Runs `case` and checks the job ended with status 0.

@@ -14,12 +14,9 @@
 //! (`killed`), a panic of rank 0's `main` (`root_panics`: the job is aborted), and an MPMD
 //! launch of two different builds (`another_build_on_a_rank_is_an_error_on_rank_0`).
 
-use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use parview::cluster::{
     ClusterMapError, Farm, FarmError, Shared, current_rank, map_reduce_local, rank_state,
@@ -27,19 +24,13 @@ use parview::cluster::{
 };
 use parview::{Pool, Schedule};
 
+#[path = "common/mpirun.rs"]
+mod mpirun;
+use mpirun::{Outcome, child_args, child_command, child_env, exe, mpirun, run_within};
+
 const CHILD_VAR: &str = "PARVIEW_FARM_CHILD";
 const CHILD_TEST: &str = "farm_child";
 const TIMEOUT: Duration = Duration::from_secs(90);
-
-/// Open MPI settings for CI containers (as in tests/mpi.rs).
-const OMPI_ENV: [(&str, &str); 6] = [
-    ("OMPI_ALLOW_RUN_AS_ROOT", "1"),
-    ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"),
-    ("OMPI_MCA_rmaps_base_oversubscribe", "1"),
-    ("OMPI_MCA_btl_tcp_if_include", "lo"),
-    ("OMPI_MCA_oob_tcp_if_include", "lo"),
-    ("OMPI_MCA_btl_vader_single_copy_mechanism", "none"),
-];
 
 const SCHEDULES: [Schedule; 6] = [
     Schedule::Static,
@@ -418,148 +409,17 @@ fn farm_child() {
 
 // ---- parent side ------------------------------------------------------------------
 
-struct Outcome {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Outcome {
-    fn dump(&self) -> String {
-        format!(
-            "status: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-
-    /// `RANK r size=s k=v ...` lines merged per rank.
-    fn ranks(&self) -> BTreeMap<usize, BTreeMap<String, String>> {
-        let mut out: BTreeMap<usize, BTreeMap<String, String>> = BTreeMap::new();
-        for line in self.stdout.lines() {
-            let Some(at) = line.find("RANK ") else {
-                continue;
-            };
-            let mut words = line[at..].split_whitespace();
-            words.next();
-            let rank: usize = words.next().and_then(|r| r.parse().ok()).expect(line);
-            let entry = out.entry(rank).or_default();
-            for kv in words {
-                let (k, v) = kv.split_once('=').expect(line);
-                entry.insert(k.to_string(), v.to_string());
-            }
-        }
-        out
-    }
-
-    fn root(&self, key: &str) -> String {
-        self.ranks()
-            .get(&0)
-            .and_then(|r| r.get(key).cloned())
-            .unwrap_or_else(|| panic!("rank 0 did not report {key}\n{}", self.dump()))
-    }
-}
-
-/// Serialises the child runs: few cores, and mpirun startup is the slow part.
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn mpirun() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("mpirun"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("mpirun not found on PATH: install Open MPI (`sudo .ci/mpi-setup.sh`)")
-        })
-}
-
-fn kill_group(pgid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .args([signal, "--", &format!("-{pgid}")])
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// The child's arguments: run only `farm_child`.
-const CHILD_ARGS: [&str; 4] = ["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"];
-
 /// Runs `cmd` (the child, set up for `case`) with a watchdog: `Err` with what was captured if
 /// it ran longer than `timeout` (its process group is then killed).
 fn run_cmd(mut cmd: Command, case: &str, timeout: Duration) -> Result<Outcome, Outcome> {
-    use std::os::unix::process::CommandExt;
-    use std::sync::mpsc;
-
-    let _serial = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    for var in parview::cluster::LAUNCHER_SIZE_VARS {
-        cmd.env_remove(var);
-    }
-    cmd.envs(OMPI_ENV)
-        .env(CHILD_VAR, case)
-        .env("PARVIEW_WORKERS", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let start = Instant::now();
-    let mut child = cmd.spawn().expect("spawning the child");
-    let pgid = child.id();
-    let reader = |mut pipe: Box<dyn Read + Send>| {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = pipe.read_to_string(&mut s);
-            let _ = tx.send(s);
-        });
-        rx
-    };
-    let out_rx = reader(Box::new(child.stdout.take().unwrap()));
-    let err_rx = reader(Box::new(child.stderr.take().unwrap()));
-    let collect = |rx: mpsc::Receiver<String>| {
-        rx.recv_timeout(Duration::from_secs(5))
-            .unwrap_or_else(|_| "<output not closed: a process outlived the job>".into())
-    };
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for the child") {
-            break status;
-        }
-        if !timed_out && start.elapsed() > timeout {
-            timed_out = true;
-            kill_group(pgid, "-TERM");
-        }
-        if timed_out && start.elapsed() > timeout + Duration::from_secs(5) {
-            kill_group(pgid, "-KILL");
-            let _ = child.kill();
-            break child.wait().expect("reaping the killed child");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    if timed_out {
-        kill_group(pgid, "-KILL");
-    }
-    let o = Outcome {
-        status,
-        stdout: collect(out_rx),
-        stderr: collect(err_rx),
-    };
-    if timed_out { Err(o) } else { Ok(o) }
-}
-
-fn exe() -> PathBuf {
-    std::env::current_exe().expect("current_exe")
+    child_env(&mut cmd);
+    cmd.env(CHILD_VAR, case).env("PARVIEW_WORKERS", "1");
+    run_within(cmd, timeout)
 }
 
 /// `mpirun -n np <this test binary> farm_child` (or the binary alone when `np` is `None`).
 fn child_cmd(np: Option<usize>) -> Command {
-    let mut cmd = match np {
-        Some(np) => {
-            let mut c = Command::new(mpirun());
-            c.arg("-n").arg(np.to_string()).arg(exe());
-            c
-        }
-        None => Command::new(exe()),
-    };
-    cmd.args(CHILD_ARGS);
-    cmd
+    child_command(np, CHILD_TEST)
 }
 
 /// Runs `case` and checks the job ended with status 0 and that only rank 0 returned from
@@ -719,10 +579,10 @@ fn another_build_on_a_rank_is_an_error_on_rank_0() {
     let mut cmd = Command::new(mpirun());
     cmd.args(["-n", "1"])
         .arg(exe())
-        .args(CHILD_ARGS)
+        .args(child_args(CHILD_TEST))
         .args([":", "-n", "1"])
         .arg(&copy)
-        .args(CHILD_ARGS);
+        .args(child_args(CHILD_TEST));
     let o = run_cmd(cmd, "maps", TIMEOUT)
         .unwrap_or_else(|o| panic!("the mismatch left the job hanging\n{}", o.dump()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -741,10 +601,10 @@ fn another_build_on_a_rank_is_an_error_on_rank_0() {
     let mut cmd = Command::new(mpirun());
     cmd.args(["-n", "1"])
         .arg(exe())
-        .args(CHILD_ARGS)
+        .args(child_args(CHILD_TEST))
         .args([":", "-n", "1"])
         .arg(exe())
-        .args(CHILD_ARGS);
+        .args(child_args(CHILD_TEST));
     let o = run_cmd(cmd, "reduce", TIMEOUT).unwrap_or_else(|o| panic!("hung\n{}", o.dump()));
     assert!(o.status.success(), "{}", o.dump());
     assert_eq!(o.root("empty_reduce"), "ok", "{}", o.dump());

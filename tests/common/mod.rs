@@ -1,7 +1,8 @@
 //! Shared helpers of the integration tests: the one list of schedules and of pool sizes every
 //! test iterates over, a watchdog ([`within`]), and small helpers. Each test file includes it
-//! with `mod common;` (`mpi.rs` is self-contained). The schedule list lives in `schedules.rs`,
-//! which the unit tests in `src/` include too: one list for every test.
+//! with `mod common;` (the MPI tests include `common/mpirun.rs` instead: their parent side).
+//! The schedule list lives in `schedules.rs`, which the unit tests in `src/` include too: one
+//! list for every test.
 #![allow(dead_code)]
 
 use parview::{Pool, Schedule};
