@@ -744,6 +744,33 @@ mod tests {
         }
 
         #[test]
+        fn interleaved_claimers_cover_every_index_once(n in 0usize..small(300), p in 1usize..6, active in 1usize..6, c in 1usize..16, order in proptest::collection::vec(0usize..6, 0..64)) {
+            // `active` of the `p` participants come (the others are busy elsewhere) and claim in
+            // an arbitrary order, each until its claim fails: together they take every index
+            // once, whichever static slots the absent ones would have taken.
+            let active = active.min(p);
+            for s in schedules(c) {
+                let d = Dispenser::new(s, n, p);
+                let mut cls: Vec<Claimer> = (0..active).map(|_| Claimer::default()).collect();
+                let mut done = vec![false; active];
+                let mut seen = vec![0u8; n];
+                let mut turn = order.iter().map(|&k| k % active).chain((0..active).cycle());
+                while !done.iter().all(|&x| x) {
+                    let k = turn.next().unwrap();
+                    if done[k] { continue; }
+                    match d.next(&mut cls[k], None) {
+                        Some((_, r)) => for i in r { seen[i] += 1; },
+                        None => done[k] = true,
+                    }
+                }
+                prop_assert!(seen.iter().all(|&x| x == 1), "{s}: every index exactly once");
+                let mut rest = 0;
+                d.unclaimed(false, |r| rest += r.len());
+                prop_assert_eq!(rest, 0, "{}: nothing left unclaimed", s);
+            }
+        }
+
+        #[test]
         fn stop_leaves_exactly_the_unclaimed_ranges(n in 1usize..small(3000), p in 1usize..9, c in 1usize..64, k in 0usize..40) {
             for s in schedules(c) {
                 let d = Dispenser::new(s, n, p);

@@ -1,5 +1,5 @@
-//! Allocations: no per-item (or per-chunk) heap allocation in any map path, and, for
-//! timelines, "recording off: no allocation per chunk".
+//! Allocations: no per-item (or per-chunk) heap allocation in any map path, for timelines
+//! "recording off: no allocation per chunk", and no allocation of its own in a blocking call.
 //!
 //! A counting global allocator makes this its own test binary: keep this test alone in this
 //! file. Everything is measured in ONE test function, sequentially, so no other test's threads
@@ -256,6 +256,46 @@ fn allocations_do_not_grow_with_the_number_of_items() {
                     assert_eq!(lb.map_async(0..n, work).get().unwrap().len() as u64, n);
                 },
             );
+        }
+        // A blocking call allocates nothing of its own: its shared header is one the calling
+        // thread keeps and reuses (before: one header per call, freed by an engine). What is
+        // left are the queues' blocks, one per 31-63 jobs.
+        {
+            const CALLS: usize = 2_000;
+            let pool = Pool::builder().workers(2).build().unwrap();
+            let mut out = [0u64; 2];
+            let calls = |f: &mut dyn FnMut()| {
+                allocs_of(|| {
+                    for _ in 0..CALLS {
+                        f();
+                    }
+                })
+            };
+            for &s in &SCHEDULES {
+                let lb = pool.schedule(s);
+                let n = calls(&mut || lb.map_into(0..2u64, &mut out, work));
+                report.push(format!(
+                    "{CALLS} calls of map_into on 2 items, {s:?}: {n} allocations"
+                ));
+                // `StaticChunked` keeps a table of where a stop cut each slot, and reads it
+                // back at the end: two allocations per call, on the calling thread.
+                let own = match s {
+                    Schedule::StaticChunked(_) => 2 * CALLS,
+                    _ => 0,
+                };
+                if n > own + CALLS / 10 {
+                    failures.push(report.last().unwrap().clone());
+                }
+                assert_eq!(out, [work(0), work(1)]);
+            }
+            let dv = pool.direct();
+            let n = calls(&mut || dv.map_into(0..2u64, &mut out, work));
+            report.push(format!(
+                "{CALLS} calls of DirectView::map_into on 2 items: {n} allocations"
+            ));
+            if n > CALLS / 10 {
+                failures.push(report.last().unwrap().clone());
+            }
         }
         for line in &report {
             println!("{line}");

@@ -289,6 +289,52 @@ impl Participate for Borrowed {
     }
 }
 
+/// How many map headers a thread keeps for reuse (see [`header`]).
+const SPARE_HEADERS: usize = 4;
+
+thread_local! {
+    /// The headers of this thread's last blocking maps, kept for the next ones.
+    static HEADERS: std::cell::RefCell<Vec<Arc<Borrowed>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The shared header of a new blocking map: one of this thread's spare headers that nobody
+/// else holds any more (`Arc::get_mut`: every ticket of its last map has been dropped), reset,
+/// or a new one, kept as a spare while the thread has fewer than [`SPARE_HEADERS`].
+///
+/// Why: a ticket often outlives its map (the caller finished alone and an engine pops the
+/// ticket later, or an engine drops its ticket last), so the engine freed the header the caller
+/// had allocated — one cross-thread `free` per map, which in glibc's malloc ends in the arena's
+/// lock, contended by the caller's next `malloc` (`futex` calls in the profile). 2 trivial items
+/// into a buffer: that was 1 allocation per map, freed by an engine 98% of the time.
+fn header(pre: usize, body: *const (dyn Work + 'static)) -> Arc<Borrowed> {
+    let fresh = || Borrowed {
+        gate: Gate::new(pre),
+        latch: Latch::new(Waker::current()),
+        body,
+    };
+    HEADERS
+        .try_with(|spare| {
+            let mut spare = spare.try_borrow_mut().ok()?;
+            for h in spare.iter_mut() {
+                if let Some(b) = Arc::get_mut(h) {
+                    // No ticket of its last map is left (get_mut synchronised with their drops),
+                    // so nobody can look at the old gate, latch or body any more.
+                    *b = fresh();
+                    return Some(h.clone());
+                }
+            }
+            let h = Arc::new(fresh());
+            if spare.len() < SPARE_HEADERS {
+                spare.push(h.clone());
+            }
+            Some(h)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Arc::new(fresh()))
+}
+
 /// Runs `body` to completion on `reg` and returns when every participant has left.
 fn run_borrowed<W: Work>(reg: &Registry, body: &W, units: usize, placement: Placement<'_>) {
     let lane = match reg.current_engine() {
@@ -345,11 +391,7 @@ fn shared_run<W: Work>(
         Placement::Shared => 1,
         Placement::Directed(t) => t.len(),
     };
-    let shared = Arc::new(Borrowed {
-        gate: Gate::new(pre),
-        latch: Latch::new(Waker::current()),
-        body: erased,
-    });
+    let shared = header(pre, erased);
 
     struct WaitOnDrop<'a> {
         shared: &'a Borrowed,
