@@ -139,12 +139,12 @@
 //!
 //! * **A call** from outside the pool costs about what OpenMP's `parallel for` costs: a map of 2
 //!   trivial items takes 0.37–0.48 µs with any schedule (0.29–0.32 µs called back to back
-//!   millions of times; a call into a buffer allocates nothing but, with `StaticChunked`, its
-//!   table of per-slot cuts), OpenMP's `static` loop 0.8–1.0 µs, rayon's `par_iter` 13 µs; 2
-//!   items of 5 µs take 6.2–6.3 µs (OpenMP 6.0 µs, serial 10.2 µs). The engines must be awake
-//!   for that: an idle engine spins for the pool's spin window (200 µs, [`PoolBuilder::spin`])
-//!   and then sleeps, and waking a sleeping engine takes the operating system's time (several
-//!   µs).
+//!   millions of times; a call into a buffer allocates nothing of its own — `StaticChunked` on
+//!   more than 8 engines allocates its table of per-slot cuts), OpenMP's `static` loop
+//!   0.8–1.0 µs, rayon's `par_iter` 13 µs; 2 items of 5 µs take 6.2–6.3 µs (OpenMP 6.0 µs,
+//!   serial 10.2 µs). The engines must be awake for that: an idle engine spins for the pool's
+//!   spin window (200 µs, [`PoolBuilder::spin`]) and then sleeps, and waking a sleeping engine
+//!   takes the operating system's time (several µs).
 //! * **An item** costs what the closure costs: the per-item loop is a plain loop that the compiler
 //!   vectorises for trivial closures (1,000 trivial items into a buffer: 1.0 µs in all, OpenMP's
 //!   `static` 0.92 µs). **A chunk** costs one atomic operation on a shared cursor, plus, for

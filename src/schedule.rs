@@ -316,7 +316,28 @@ pub(crate) struct Dispenser {
     cursor: Cursor,
     /// `StaticChunked` only: per slot, the first chunk index a stop kept from running
     /// (`usize::MAX`: not cut).
-    cuts: Box<[AtomicUsize]>,
+    cuts: Cuts,
+}
+
+/// Slots whose cuts a `StaticChunked` map keeps inline (no allocation for a call on a pool of
+/// up to this many engines).
+const INLINE_CUTS: usize = 8;
+
+/// The per-slot cuts of a `StaticChunked` map: inline for up to [`INLINE_CUTS`] slots, boxed
+/// beyond; empty for every other schedule.
+enum Cuts {
+    Inline([AtomicUsize; INLINE_CUTS]),
+    Boxed(Box<[AtomicUsize]>),
+}
+
+impl std::ops::Deref for Cuts {
+    type Target = [AtomicUsize];
+    fn deref(&self) -> &[AtomicUsize] {
+        match self {
+            Cuts::Inline(a) => a,
+            Cuts::Boxed(b) => b,
+        }
+    }
 }
 
 /// What one participant remembers between claims: its current static slot, and its adaptive
@@ -424,8 +445,13 @@ impl Dispenser {
             Schedule::Adaptive => Plan::Adaptive,
         };
         let cuts = match plan {
-            Plan::Cyclic(_) => (0..parts).map(|_| AtomicUsize::new(usize::MAX)).collect(),
-            _ => Box::default(),
+            Plan::Cyclic(_) if parts <= INLINE_CUTS => {
+                Cuts::Inline(std::array::from_fn(|_| AtomicUsize::new(usize::MAX)))
+            }
+            Plan::Cyclic(_) => {
+                Cuts::Boxed((0..parts).map(|_| AtomicUsize::new(usize::MAX)).collect())
+            }
+            _ => Cuts::Boxed(Box::default()),
         };
         Dispenser {
             plan,
@@ -602,10 +628,11 @@ impl Dispenser {
                 self.cuts[k].load(Ordering::Relaxed)
             }
         };
-        let cuts: Vec<usize> = (0..live).map(cut).collect();
-        let Some(&lo) = cuts.iter().filter(|&&j| j < chunks).min() else {
+        // Nothing was cut (the usual end of a map): no table to build.
+        let Some(lo) = (0..live).map(cut).filter(|&j| j < chunks).min() else {
             return;
         };
+        let cuts: Vec<usize> = (0..live).map(cut).collect();
         let all_cut = cuts.iter().all(|&j| j < chunks);
         let hi = if all_cut {
             *cuts.iter().max().expect("live >= 1")
@@ -771,7 +798,7 @@ mod tests {
         }
 
         #[test]
-        fn stop_leaves_exactly_the_unclaimed_ranges(n in 1usize..small(3000), p in 1usize..9, c in 1usize..64, k in 0usize..40) {
+        fn stop_leaves_exactly_the_unclaimed_ranges(n in 1usize..small(3000), p in 1usize..13, c in 1usize..64, k in 0usize..40) {
             for s in schedules(c) {
                 let d = Dispenser::new(s, n, p);
                 let mut seen = vec![0u8; n];

@@ -96,7 +96,7 @@ fn allocations_do_not_grow_with_the_number_of_items() {
             let small = allocs_of(|| drop(pool.par_map(0..SMALL, Box::new)));
             let large = allocs_of(|| drop(pool.par_map(0..LARGE, Box::new)));
             assert!(
-                large >= small + (LARGE - SMALL) as usize,
+                large + SLACK >= small + (LARGE - SMALL) as usize,
                 "counter blind: {small} vs {large}"
             );
         }
@@ -277,13 +277,7 @@ fn allocations_do_not_grow_with_the_number_of_items() {
                 report.push(format!(
                     "{CALLS} calls of map_into on 2 items, {s:?}: {n} allocations"
                 ));
-                // `StaticChunked` keeps a table of where a stop cut each slot, and reads it
-                // back at the end: two allocations per call, on the calling thread.
-                let own = match s {
-                    Schedule::StaticChunked(_) => 2 * CALLS,
-                    _ => 0,
-                };
-                if n > own + CALLS / 10 {
+                if n > CALLS / 10 {
                     failures.push(report.last().unwrap().clone());
                 }
                 assert_eq!(out, [work(0), work(1)]);
