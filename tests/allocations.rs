@@ -280,7 +280,9 @@ fn allocations_do_not_grow_with_the_number_of_items() {
                 report.push(format!(
                     "{SPACED} calls 1 ms apart of map_into on 2 items, {s:?}: {n} allocations"
                 ));
-                if n > SPACED / 5 {
+                // Before: every call allocated (101). Idle machine: 0-1 (a queue block); under
+                // a parallel build beside it, 6-24 (engines descheduled for over 1 ms).
+                if n > SPACED / 2 {
                     failures.push(report.last().unwrap().clone());
                 }
                 assert_eq!(out, [work(0), work(1)]);
