@@ -8,10 +8,8 @@
 //!   stolen.
 //! * An engine looks for work in this order: its mailbox, its own deque, the injector, then the
 //!   other engines' deques (starting at a rotating victim).
-//! * Idle engines spin for the pool's spin window, then sleep: for the first few microseconds
-//!   with a few `pause`s between checks (work sent right after the last is seen within tens of
-//!   nanoseconds), then with [`Backoff`], which yields the CPU after a few rounds (see
-//!   `idle_pause`). The protocol that makes sleeping safe is in
+//! * Idle engines spin (with [`Backoff`], which yields the CPU after a few rounds) for the
+//!   pool's spin window, then sleep. The protocol that makes sleeping safe is in
 //!   [`crate::sleep`] (its module docs are the design note); the loom models at the end of this
 //!   file check it *through this loop*, with the mailbox path.
 //!
@@ -766,11 +764,10 @@ impl WorkerCtx {
                 if expired() {
                     return false;
                 }
-                let idle = start.elapsed();
-                if idle >= reg.spin {
+                if start.elapsed() >= reg.spin {
                     break;
                 }
-                idle_pause(idle, &backoff);
+                backoff.snooze();
             }
             // Sleep phase (see crate::sleep for why this loses no wake-up).
             reg.sleep.prepare(me, shared);
@@ -892,8 +889,7 @@ pub(crate) fn wait_until(
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return false;
         }
-        let idle = start.elapsed();
-        if idle >= spin {
+        if start.elapsed() >= spin {
             return EXTERNAL_PARKER.with(|p| {
                 while !done() {
                     match deadline {
@@ -909,30 +905,9 @@ pub(crate) fn wait_until(
                 true
             });
         }
-        idle_pause(idle, &backoff);
-    }
-    true
-}
-
-/// How long a waiting thread checks at a short, fixed interval before it backs off.
-const FAST_SPIN: Duration = Duration::from_micros(4);
-
-/// `pause`s between two checks during [`FAST_SPIN`] (about 35 ns on current x86).
-const FAST_PAUSES: u32 = 4;
-
-/// The pause between two checks of a thread that has waited `idle`: during [`FAST_SPIN`] a
-/// few `pause`s, so that work or an event arriving within microseconds is seen within tens of
-/// nanoseconds; later `backoff` (doubling pauses, then `yield_now`, which lets another thread
-/// have the core when engines outnumber cores).
-#[inline]
-fn idle_pause(idle: Duration, backoff: &Backoff) {
-    if idle < FAST_SPIN {
-        for _ in 0..FAST_PAUSES {
-            std::hint::spin_loop();
-        }
-    } else {
         backoff.snooze();
     }
+    true
 }
 
 /// Loom models of the wake protocol through the engine loop that ships: `Registry`'s queues
