@@ -231,7 +231,8 @@ fn overhead(c: &mut Criterion) {
         });
     }
     g.finish();
-    assert!(z.iter().enumerate().all(|(i, &v)| v == 2 * i as u64 + 1));
+    // Untouched when a filter (`cargo bench --bench core -- direct_apply`) skipped this group.
+    assert!(z.iter().all(|&v| v == 0) || z.iter().enumerate().all(|(i, &v)| v == 2 * i as u64 + 1));
 
     let mut g = c.benchmark_group("overhead_collect");
     g.bench_function("serial", |b| {
