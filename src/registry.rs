@@ -8,7 +8,7 @@
 //!   stolen.
 //! * An engine looks for work in this order: its mailbox, its own deque, the injector, then the
 //!   other engines' deques (starting at a rotating victim).
-//! * Idle engines spin (with [`Backoff`], which yields the CPU after a few rounds) for the
+//! * Idle engines spin (with [`Spin`], which yields the CPU after 64 `pause`s) for the
 //!   pool's spin window, then sleep. The protocol that makes sleeping safe is in
 //!   [`crate::sleep`] (its module docs are the design note); the loom models at the end of this
 //!   file check it *through this loop*, with the mailbox path.
@@ -98,7 +98,7 @@ use crate::sync::{
     AtomicBool, AtomicUsize, Injector, Mutex, Ordering, Parker, Steal, Stealer, Unparker, Worker,
     thread_local,
 };
-use crossbeam_utils::{Backoff, CachePadded};
+use crossbeam_utils::CachePadded;
 use std::cell::{Cell, OnceCell};
 use std::rc::Rc;
 use std::sync::{Arc, OnceLock, Weak};
@@ -753,7 +753,7 @@ impl WorkerCtx {
             }
             // Spin phase.
             let start = Instant::now();
-            let backoff = Backoff::new();
+            let mut backoff = Spin::new();
             loop {
                 if reg.has_work(me, shared) {
                     continue 'outer;
@@ -871,6 +871,45 @@ pub(crate) fn nested<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
+/// How idle engines and waiting threads poll between checks: [`Spin::FINE_CHECKS`] checks
+/// [`Spin::FINE_PAUSES`] `pause`s apart, then a `yield_now` before each check.
+///
+/// It replaces crossbeam's `Backoff` (1, 2, 4 … 64 `pause`s between checks, then `yield_now`),
+/// whose doubling checked last after 63 and 127 `pause`s: a ticket or a result that arrived
+/// ~0.5 µs into a wait (one side of a 2-item map starts that much later than the other) was
+/// seen up to ~0.5 µs late, on both sides of the map. Here a check comes every 4 `pause`s and
+/// the thread yields after 64 (half `Backoff`'s 127): with a caller from outside the pool there
+/// are P + 1 threads on P cores, and a thread that has finished its part should give its core
+/// to one that has not soon (`DirectView::apply` 5.0 → 3.5 µs; spinning 4 µs without a yield
+/// doubled it). Measured in BENCHMARKS.md §14.
+pub(crate) struct Spin {
+    checks: u32,
+}
+
+impl Spin {
+    /// Checks at the fine pace before yielding.
+    pub(crate) const FINE_CHECKS: u32 = 8;
+    /// `pause`s between two fine checks.
+    pub(crate) const FINE_PAUSES: u32 = 4;
+
+    pub(crate) fn new() -> Self {
+        Spin { checks: 0 }
+    }
+
+    /// Wait before the next check.
+    #[inline]
+    pub(crate) fn snooze(&mut self) {
+        if self.checks < Self::FINE_CHECKS {
+            self.checks += 1;
+            for _ in 0..Self::FINE_PAUSES {
+                std::hint::spin_loop();
+            }
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
 /// Blocks the current thread until `done()` holds (true) or `deadline` passes (false). On an
 /// engine of any pool, runs that engine's work meanwhile (see the module docs); elsewhere spins
 /// for `spin`, then parks. The event behind `done` must wake the thread through
@@ -884,7 +923,7 @@ pub(crate) fn wait_until(
         return ctx.run_until(done, false, deadline);
     }
     let start = Instant::now();
-    let backoff = Backoff::new();
+    let mut backoff = Spin::new();
     while !done() {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return false;
