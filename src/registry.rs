@@ -803,6 +803,18 @@ impl Waker {
         }
     }
 
+    /// Whether `self`, a waker that [`Waker::current`] returned **on this thread**, is still
+    /// this thread's: an engine's is while the thread is that engine of that pool, a plain
+    /// thread's always is (its parker is a thread-local, made once per thread, and a plain
+    /// thread never becomes an engine).
+    pub(crate) fn still_current(&self) -> bool {
+        match (self, WorkerCtx::current()) {
+            (Waker::Engine(reg, w), Some(ctx)) => Arc::ptr_eq(reg, &ctx.reg) && *w == ctx.index,
+            (Waker::Thread(_), None) => true,
+            _ => false,
+        }
+    }
+
     /// Wake the waiting thread (spurious wake-ups are harmless).
     pub(crate) fn wake(&self) {
         match self {
