@@ -132,8 +132,8 @@
 //!
 //! ## What a call costs
 //!
-//! Measured on the project machine (2 vCPUs of an Intel Xeon, 2 engines, 2026-12-02; `cargo bench
-//! --bench core` and `--bench workloads`, OpenMP from `gcc -O3 -march=native -fopenmp` in the same
+//! Measured on the project machine (2 vCPUs of an Intel Xeon, 2 engines, 2026-12-02/03; `cargo
+//! bench --bench core` and `--bench workloads`, OpenMP from `gcc -O3 -march=native -fopenmp` in the same
 //! process, medians; see BENCHMARKS.md). Absolute times change with the machine; the ratios are
 //! what carry over.
 //!
@@ -141,16 +141,18 @@
 //!   trivial items takes 0.37–0.48 µs with any schedule (0.29–0.32 µs called back to back
 //!   millions of times; a call into a buffer allocates nothing of its own — `StaticChunked` on
 //!   more than 8 engines allocates its table of per-slot cuts), OpenMP's `static` loop
-//!   0.8–1.0 µs, rayon's `par_iter` 13 µs; 2 items of 5 µs take 6.2–6.3 µs (OpenMP 6.0 µs,
-//!   serial 10.2 µs). The engines must be awake for that: an idle engine spins for the pool's
-//!   spin window (200 µs, [`PoolBuilder::spin`]) and then sleeps, and waking a sleeping engine
-//!   takes the operating system's time (several µs).
+//!   0.8–1.0 µs, rayon's `par_iter` 13 µs; 2 items of 5 µs take 6.1–6.2 µs (OpenMP 6.0 µs,
+//!   serial 10.2 µs); [`DirectView::apply`] on 2 engines 3.3 µs (rayon's `broadcast` 25 µs).
+//!   The engines must be awake for that: an idle engine spins for the pool's spin window
+//!   (200 µs, [`PoolBuilder::spin`]) and then sleeps, and waking a sleeping engine takes the
+//!   operating system's time (several µs).
 //! * **An item** costs what the closure costs: the per-item loop is a plain loop that the compiler
-//!   vectorises for trivial closures (1,000 trivial items into a buffer: 1.0 µs in all, OpenMP's
-//!   `static` 0.92 µs). **A chunk** costs one atomic operation on a shared cursor, plus, for
-//!   `Adaptive` while chunks are still being sized, two clock reads (20–60 ns): `Dynamic(1)` over
-//!   trivial items is bounded by that cursor, as OpenMP's `dynamic,1` is (2M trivial items: level
-//!   with OpenMP, the median of 14 runs 1.00x, range 0.92–1.18x; both about 70 ns per item — the
+//!   vectorises for trivial closures (1,000 trivial items into a buffer: 0.74 µs in all — the
+//!   caller runs them alone, see below — OpenMP's `static` 1.0 µs, a serial loop 0.58 µs).
+//!   **A chunk** costs one atomic operation on a shared cursor, plus, for `Adaptive` while
+//!   chunks are still being sized, two clock reads (20–60 ns): `Dynamic(1)` over trivial items
+//!   is bounded by that cursor, as OpenMP's `dynamic,1` is (2M trivial items: level with
+//!   OpenMP, the median of 14 runs 1.00x, range 0.92–1.18x; both about 70 ns per item — the
 //!   time the cursor's cache line takes to move between cores, where one thread claiming alone
 //!   needs 31 ns; run a few hundred items per chunk instead).
 //! * **When not to split:** a map whose whole serial time is under about a microsecond gains
