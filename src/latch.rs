@@ -99,17 +99,6 @@ impl Latch {
         }
     }
 
-    /// Unset again, for a new use with the same waiter (nobody else holds the latch: `&mut`).
-    pub(crate) fn reset(&mut self) {
-        self.set = AtomicBool::new(false);
-    }
-
-    /// Whether the latch's waiter is still the current thread's (see [`Waker::still_current`];
-    /// call only on the thread that made the latch).
-    pub(crate) fn waiter_still_current(&self) -> bool {
-        self.waiter.still_current()
-    }
-
     /// Whether the latch was set (Acquire: the setter's writes are visible after `true`).
     #[inline]
     pub(crate) fn probe(&self) -> bool {

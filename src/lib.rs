@@ -133,8 +133,8 @@
 //! ## What a call costs
 //!
 //! Measured on the project machine (2 vCPUs of an Intel Xeon, 2 engines, 2026-12-02/03; `cargo
-//! bench --bench core` and `--bench workloads`, OpenMP from `gcc -O3 -march=native -fopenmp` in the same
-//! process, medians; see BENCHMARKS.md). Absolute times change with the machine; the ratios are
+//! bench --bench core` and `--bench workloads`, OpenMP from `gcc -O3 -march=native -fopenmp` in
+//! the same process, medians; see BENCHMARKS.md). Absolute times change with the machine; the ratios are
 //! what carry over.
 //!
 //! * **A call** from outside the pool costs about what OpenMP's `parallel for` costs: a map of 2

@@ -753,7 +753,7 @@ impl WorkerCtx {
             }
             // Spin phase.
             let start = Instant::now();
-            let mut backoff = Spin::new();
+            let mut pace = Spin::new();
             loop {
                 if reg.has_work(me, shared) {
                     continue 'outer;
@@ -767,7 +767,7 @@ impl WorkerCtx {
                 if start.elapsed() >= reg.spin {
                     break;
                 }
-                backoff.snooze();
+                pace.snooze();
             }
             // Sleep phase (see crate::sleep for why this loses no wake-up).
             reg.sleep.prepare(me, shared);
@@ -800,18 +800,6 @@ impl Waker {
         match WorkerCtx::current() {
             Some(ctx) => Waker::Engine(ctx.reg.clone(), ctx.index),
             None => Waker::Thread(EXTERNAL_PARKER.with(|p| p.unparker().clone())),
-        }
-    }
-
-    /// Whether `self`, a waker that [`Waker::current`] returned **on this thread**, is still
-    /// this thread's: an engine's is while the thread is that engine of that pool, a plain
-    /// thread's always is (its parker is a thread-local, made once per thread, and a plain
-    /// thread never becomes an engine).
-    pub(crate) fn still_current(&self) -> bool {
-        match (self, WorkerCtx::current()) {
-            (Waker::Engine(reg, w), Some(ctx)) => Arc::ptr_eq(reg, &ctx.reg) && *w == ctx.index,
-            (Waker::Thread(_), None) => true,
-            _ => false,
         }
     }
 
@@ -900,7 +888,7 @@ pub(crate) struct Spin {
 
 impl Spin {
     /// Checks at the fine pace before yielding.
-    pub(crate) const FINE_CHECKS: u32 = 8;
+    pub(crate) const FINE_CHECKS: u32 = 16;
     /// `pause`s between two fine checks.
     pub(crate) const FINE_PAUSES: u32 = 4;
 
@@ -935,7 +923,7 @@ pub(crate) fn wait_until(
         return ctx.run_until(done, false, deadline);
     }
     let start = Instant::now();
-    let mut backoff = Spin::new();
+    let mut pace = Spin::new();
     while !done() {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return false;
@@ -956,7 +944,7 @@ pub(crate) fn wait_until(
                 true
             });
         }
-        backoff.snooze();
+        pace.snooze();
     }
     true
 }

@@ -320,16 +320,7 @@ fn header(pre: usize, body: *const (dyn Work + 'static)) -> Arc<Borrowed> {
                 if let Some(b) = Arc::get_mut(h) {
                     // No ticket of its last map is left (get_mut synchronised with their drops),
                     // so nobody can look at the old gate, latch or body any more.
-                    if b.latch.waiter_still_current() {
-                        // Keep the waker: making a new one clones (and dropping the old one
-                        // decrements) a reference count on the line the last map's engine
-                        // wrote when it woke this thread, ~100 ns before the ticket is pushed.
-                        b.gate = Gate::new(pre);
-                        b.latch.reset();
-                        b.body = body;
-                    } else {
-                        *b = fresh();
-                    }
+                    *b = fresh();
                     return Some(h.clone());
                 }
             }
