@@ -142,13 +142,14 @@
 //!   millions of times; a call into a buffer allocates nothing of its own — `StaticChunked` on
 //!   more than 8 engines allocates its table of per-slot cuts), OpenMP's `static` loop
 //!   0.8–1.0 µs, rayon's `par_iter` 13 µs; 2 items of 5 µs take 6.1–6.2 µs (OpenMP 6.0 µs,
-//!   serial 10.2 µs); [`DirectView::apply`] on 2 engines 3.3 µs (rayon's `broadcast` 25 µs).
+//!   serial 10.2 µs); [`DirectView::apply`] on 2 engines 4.4 µs (rayon's `broadcast` 22 µs).
 //!   The engines must be awake for that: an idle engine spins for the pool's spin window
 //!   (200 µs, [`PoolBuilder::spin`]) and then sleeps, and waking a sleeping engine takes the
 //!   operating system's time (several µs).
 //! * **An item** costs what the closure costs: the per-item loop is a plain loop that the compiler
-//!   vectorises for trivial closures (1,000 trivial items into a buffer: 0.74 µs in all — the
-//!   caller runs them alone, see below — OpenMP's `static` 1.0 µs, a serial loop 0.58 µs).
+//!   vectorises for trivial closures (1,000 trivial items into a buffer: 0.74–0.78 µs in all —
+//!   the caller runs them alone, see below — OpenMP's `static` 1.0–1.1 µs, a serial loop
+//!   0.58–0.61 µs).
 //!   **A chunk** costs one atomic operation on a shared cursor, plus, for `Adaptive` while
 //!   chunks are still being sized, two clock reads (20–60 ns): `Dynamic(1)` over trivial items
 //!   is bounded by that cursor, as OpenMP's `dynamic,1` is (2M trivial items: level with

@@ -880,7 +880,7 @@ pub(crate) fn nested<T>(f: impl FnOnce() -> T) -> T {
 /// seen up to ~0.5 µs late, on both sides of the map. Here a check comes every 4 `pause`s and
 /// the thread yields after 64 (half `Backoff`'s 127): with a caller from outside the pool there
 /// are P + 1 threads on P cores, and a thread that has finished its part should give its core
-/// to one that has not soon (`DirectView::apply` 5.0 → 3.5 µs; spinning 4 µs without a yield
+/// to one that has not soon (`DirectView::apply` 5.0 → 4.4 µs; spinning 4 µs without a yield
 /// doubled it). Measured in BENCHMARKS.md §14.
 pub(crate) struct Spin {
     checks: u32,
