@@ -152,10 +152,11 @@
 //!   0.58–0.61 µs).
 //!   **A chunk** costs one atomic operation on a shared cursor, plus, for `Adaptive` while
 //!   chunks are still being sized, two clock reads (20–60 ns): `Dynamic(1)` over trivial items
-//!   is bounded by that cursor, as OpenMP's `dynamic,1` is (2M trivial items: level with
-//!   OpenMP, the median of 14 runs 1.00x, range 0.92–1.18x; both about 70 ns per item — the
-//!   time the cursor's cache line takes to move between cores, where one thread claiming alone
-//!   needs 31 ns; run a few hundred items per chunk instead).
+//!   is bounded by that cursor, as OpenMP's `dynamic,1` is (2M trivial items: 0.79–0.93x
+//!   OpenMP's time, about 62 ns per item against 70 — the time the cursor's cache line takes
+//!   to move between cores, where one thread claiming alone needs 8 ns; a claim that finds
+//!   the line contested pauses ~10 ns, which makes each move cheaper; run a few hundred items
+//!   per chunk instead).
 //! * **When not to split:** a map whose whole serial time is under about a microsecond gains
 //!   nothing from a second engine; the default schedule notices (it times the first item and runs a
 //!   short rest in one piece), and a thread remembers it per closure: called again, such a map
