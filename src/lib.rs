@@ -153,7 +153,7 @@
 //!   **A chunk** costs one atomic operation on a shared cursor, plus, for `Adaptive` while
 //!   chunks are still being sized, two clock reads (20–60 ns): `Dynamic(1)` over trivial items
 //!   is bounded by that cursor, as OpenMP's `dynamic,1` is (2M trivial items: 0.79–0.93x
-//!   OpenMP's time, about 62 ns per item against 70 — the time the cursor's cache line takes
+//!   OpenMP's time, about 62 ns per item against 78 — the time the cursor's cache line takes
 //!   to move between cores, where one thread claiming alone needs 8 ns; a claim that finds
 //!   the line contested pauses ~10 ns, which makes each move cheaper; run a few hundred items
 //!   per chunk instead).
