@@ -134,15 +134,16 @@
 //!
 //! Measured on the project machine (2 vCPUs of an Intel Xeon, 2 engines, 2026-12-02/03; `cargo
 //! bench --bench core` and `--bench workloads`, OpenMP from `gcc -O3 -march=native -fopenmp` in
-//! the same process, medians; see BENCHMARKS.md). Absolute times change with the machine; the ratios are
-//! what carry over.
+//! the same process, medians; see BENCHMARKS.md). Absolute times change with the machine; the
+//! ratios are what carry over.
 //!
 //! * **A call** from outside the pool costs about what OpenMP's `parallel for` costs: a map of 2
 //!   trivial items takes 0.37–0.48 µs with any schedule (0.29–0.32 µs called back to back
 //!   millions of times; a call into a buffer allocates nothing of its own — `StaticChunked` on
 //!   more than 8 engines allocates its table of per-slot cuts), OpenMP's `static` loop
-//!   0.8–1.0 µs, rayon's `par_iter` 13 µs; 2 items of 5 µs take 6.1–6.2 µs (OpenMP 6.0 µs,
-//!   serial 10.2 µs); [`DirectView::apply`] on 2 engines 4.4 µs (rayon's `broadcast` 22 µs).
+//!   0.8–1.0 µs, rayon's `par_iter` 13 µs; 2 items of 5 µs take 6.1–6.3 µs (OpenMP 6.0–6.1
+//!   µs, serial 10.2 µs); [`DirectView::apply`] on 2 engines 4.4–4.6 µs (rayon's `broadcast`
+//!   20–22 µs).
 //!   The engines must be awake for that: an idle engine spins for the pool's spin window
 //!   (200 µs, [`PoolBuilder::spin`]) and then sleeps, and waking a sleeping engine takes the
 //!   operating system's time (several µs).

@@ -11,8 +11,8 @@
 //! * **running**: executing a job, or looking for one (mailbox, own deque, injector, stealing).
 //! * **spinning**: found nothing; polls the queues with [`crate::registry::Spin`] (a check
 //!   every few `pause`s, then `yield_now` between checks) for the pool's spin window. Work
-//!   that arrives now is picked up in well under a microsecond and nobody pays an OS wake-up: this is what makes a parallel
-//!   call as cheap as OpenMP's.
+//!   that arrives now is picked up in well under a microsecond and nobody pays an OS wake-up:
+//!   this is what makes a parallel call as cheap as OpenMP's.
 //! * **sleepy**: the window passed. The engine announces itself ([`Sleep::prepare`]): it sets its
 //!   own `sleeping` flag, then increments the shared `sleepers` counter, then looks at the
 //!   queues one last time. If anything is there it withdraws ([`Sleep::cancel`]).
