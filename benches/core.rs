@@ -141,7 +141,7 @@ fn tiny_maps(c: &mut Criterion) {
         ("parview_dynamic1", Schedule::Dynamic(1)),
     ] {
         let lb = pool.schedule(s);
-        g.bench_function(label, |b| {
+        g.bench_function(format!("{label}/collect"), |b| {
             b.iter(|| {
                 lb.map(black_box(&input), |&x| {
                     busy(five);
@@ -149,13 +149,34 @@ fn tiny_maps(c: &mut Criterion) {
                 })
             })
         });
+        let mut out = [0u64; 2];
+        g.bench_function(format!("{label}/into"), |b| {
+            b.iter(|| {
+                lb.map_into(black_box(&input), &mut out, |&x| {
+                    busy(five);
+                    x
+                });
+                black_box(&out);
+            })
+        });
     }
     if omp() {
+        // The same work: each item busy-waits, then writes its value (a fresh buffer, or one
+        // reused across calls).
         for (label, s) in [
             ("omp_static", OmpSchedule::Static),
             ("omp_dynamic1", OmpSchedule::Dynamic(1)),
         ] {
-            g.bench_function(label, |b| b.iter(|| c_omp::busy(2, five, s)));
+            g.bench_function(format!("{label}/collect"), |b| {
+                b.iter(|| c_omp::busy_collect(black_box(&input), five, s))
+            });
+            let mut out = [0u64; 2];
+            g.bench_function(format!("{label}/into"), |b| {
+                b.iter(|| {
+                    c_omp::busy_into(black_box(&input), &mut out, five, s);
+                    black_box(&out);
+                })
+            });
         }
     }
     g.bench_function("rayon", |b| {

@@ -81,6 +81,14 @@ mod ffi {
         pub fn pv_omp_primes(nums: *const u64, n: usize, sched: i32, chunk: i64) -> usize;
         pub fn pv_omp_affine_into(inp: *const u64, out: *mut u64, n: usize, sched: i32, chunk: i64);
         pub fn pv_omp_busy(n: usize, ns_per_item: f64, sched: i32, chunk: i64);
+        pub fn pv_omp_busy_into(
+            inp: *const u64,
+            out: *mut u64,
+            n: usize,
+            ns_per_item: f64,
+            sched: i32,
+            chunk: i64,
+        );
     }
 }
 
@@ -132,6 +140,9 @@ mod ffi {
         missing()
     }
     pub unsafe fn pv_omp_busy(_: usize, _: f64, _: i32, _: i64) {
+        missing()
+    }
+    pub unsafe fn pv_omp_busy_into(_: *const u64, _: *mut u64, _: usize, _: f64, _: i32, _: i64) {
         missing()
     }
 }
@@ -320,6 +331,62 @@ pub fn busy(n: usize, per_item: Duration, sched: OmpSchedule) {
     unsafe { ffi::pv_omp_busy(n, per_item.as_nanos() as f64, s, c) }
 }
 
+/// Items that each busy-wait `per_item`, then write their input to `out` (`out[i] =
+/// input[i]`): the counterpart of a map whose items return a value, written into a buffer.
+///
+/// # Panics
+/// If `input` and `out` differ in length, or OpenMP is not [`available`].
+///
+/// ```
+/// use parview_demo::omp::{self, OmpSchedule};
+/// use std::time::Duration;
+/// if omp::available().is_ok() {
+///     let mut out = [0u64; 2];
+///     omp::busy_into(&[3, 4], &mut out, Duration::from_micros(5), OmpSchedule::Static);
+///     assert_eq!(out, [3, 4]);
+/// }
+/// ```
+pub fn busy_into(input: &[u64], out: &mut [u64], per_item: Duration, sched: OmpSchedule) {
+    assert_eq!(
+        input.len(),
+        out.len(),
+        "busy_into: input and out differ in length"
+    );
+    let (s, c) = sched.code();
+    let ns = per_item.as_nanos() as f64;
+    // SAFETY: both slices hold `n` items; the loop touches indices below n only.
+    unsafe { ffi::pv_omp_busy_into(input.as_ptr(), out.as_mut_ptr(), out.len(), ns, s, c) }
+}
+
+/// [`busy_into`] into a fresh vector (`malloc`, then the parallel loop): the counterpart of a
+/// collected map whose items busy-wait.
+///
+/// # Panics
+/// If OpenMP is not [`available`].
+///
+/// ```
+/// use parview_demo::omp::{self, OmpSchedule};
+/// use std::time::Duration;
+/// if omp::available().is_ok() {
+///     let v = omp::busy_collect(&[3, 4], Duration::from_micros(5), OmpSchedule::Static);
+///     assert_eq!(v, vec![3, 4]);
+/// }
+/// ```
+pub fn busy_collect(input: &[u64], per_item: Duration, sched: OmpSchedule) -> Vec<u64> {
+    let n = input.len();
+    let mut out: Vec<u64> = Vec::with_capacity(n);
+    let (s, c) = sched.code();
+    let ns = per_item.as_nanos() as f64;
+    // SAFETY: the buffer has capacity `n`; the loop writes every index below n exactly once
+    // (an OpenMP worksharing loop covers its whole iteration space), so all `n` are
+    // initialised before the length is set.
+    unsafe {
+        ffi::pv_omp_busy_into(input.as_ptr(), out.as_mut_ptr(), n, ns, s, c);
+        out.set_len(n);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,6 +454,15 @@ mod tests {
                 let mut out = vec![0; input.len()];
                 affine_into(&input, &mut out, sched);
                 assert_eq!(out, want);
+
+                let few = &input[..7];
+                let t = std::time::Instant::now();
+                assert_eq!(busy_collect(few, Duration::from_micros(20), sched), few);
+                // 7 items of 20 µs on at most 3 threads: at least 3 rounds of one item.
+                assert!(t.elapsed() >= Duration::from_micros(60), "{sched}");
+                let mut out = vec![0; few.len()];
+                busy_into(few, &mut out, Duration::from_micros(1), sched);
+                assert_eq!(out, few);
             }
         }
     }
