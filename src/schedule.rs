@@ -272,19 +272,6 @@ enum Plan {
 /// 1.7·10^13 items on 64-bit targets); see [`Dispenser`].
 const FAST_RACERS: usize = 1 << 20;
 
-/// The cursor and the stop flag, each on its own cache line. A claim reads the flag right after
-/// its RMW on the cursor, but under contention the other claimer's request takes the cursor's
-/// line away as soon as the RMW ends, so a flag on that line cost a second transfer per claim;
-/// on its own line (written once, by a stop) it stays shared in every reader's cache.
-/// `Dynamic(1)` over 2M trivial items: 1.00x OpenMP's `dynamic,1` instead of 1.12x (medians of
-/// 14 interleaved A/B pairs, BENCHMARKS §14); `perf` then puts 96% of the claim loop's samples
-/// on the `lock xadd` itself. (What then helped is a `pause` after a contested claim, see
-/// `Claimer::dyn_end`.)
-struct Cursor {
-    pos: CachePadded<AtomicUsize>,
-    stopped: CachePadded<AtomicBool>,
-}
-
 /// Hands out the chunks of one map at run time. Lock-free: one `fetch_add` (or one CAS for
 /// guided/adaptive, and for dynamic maps of more than `usize::MAX / 2^20` items) per chunk
 /// on a cache-padded cursor. For `Static`/`StaticChunked` the cursor counts engine slots; a
@@ -310,11 +297,32 @@ struct Cursor {
 /// A `StaticChunked` slot cut short by a stop records where (`cuts[slot]`, a chunk index);
 /// [`unclaimed`](Dispenser::unclaimed) turns the cuts into ranges, merging what it can, so the
 /// bookkeeping of an aborted map costs O(chunks that ran + P), never O(n / c).
+///
+/// # Layout
+/// `repr(C)`, so that the fields sit on the cache lines chosen for them (a map's [`Body`]
+/// starts with its dispenser, see there):
+/// * the cursor alone on its line (padded to 128 bytes: the pair of lines the adjacent-line
+///   prefetcher moves together);
+/// * the stop flag with the fields that never change after construction (`plan`, `n`,
+///   `parts`) on the next line. A claim reads the flag right after its RMW on the cursor, but
+///   under contention the other claimer's request takes the cursor's line away as soon as the
+///   RMW ends, so a flag on the cursor's line cost a second transfer per claim; on a line that
+///   is written once (by a stop) it stays shared in every reader's cache. `Dynamic(1)` over 2M
+///   trivial items: 1.00x OpenMP's `dynamic,1` instead of 1.12x (medians of 14 interleaved A/B
+///   pairs, BENCHMARKS §14); `perf` then puts 96% of the claim loop's samples on the
+///   `lock xadd` itself. (What then helped is a `pause` after a contested claim, see
+///   `Claimer::dyn_end`.) Sharing that line with `plan`, `n` and `parts` saves an engine that
+///   joins a map one line transfer (2 items of 5 µs: 1.04x → 1.02x OpenMP with the [`Body`]
+///   layout, BENCHMARKS §14).
+///
+/// [`Body`]: crate::map::body::Body
+#[repr(C)]
 pub(crate) struct Dispenser {
+    pos: CachePadded<AtomicUsize>,
+    stopped: AtomicBool,
     plan: Plan,
     n: usize,
     parts: usize,
-    cursor: Cursor,
     /// `StaticChunked` only: per slot, the first chunk index a stop kept from running
     /// (`usize::MAX`: not cut).
     cuts: Cuts,
@@ -467,10 +475,8 @@ impl Dispenser {
             plan,
             n,
             parts,
-            cursor: Cursor {
-                pos: CachePadded::new(AtomicUsize::new(0)),
-                stopped: CachePadded::new(AtomicBool::new(false)),
-            },
+            pos: CachePadded::new(AtomicUsize::new(0)),
+            stopped: AtomicBool::new(false),
             cuts,
         }
     }
@@ -496,23 +502,21 @@ impl Dispenser {
     /// every participant's last chunks read no clock.
     #[inline]
     pub(crate) fn worth_timing(&self) -> bool {
-        let left = self
-            .n
-            .saturating_sub(self.cursor.pos.load(Ordering::Relaxed));
+        let left = self.n.saturating_sub(self.pos.load(Ordering::Relaxed));
         left > 2 * self.parts
     }
 
     /// Whether the map was stopped.
     #[inline]
     pub(crate) fn stopped(&self) -> bool {
-        self.cursor.stopped.load(Ordering::Acquire)
+        self.stopped.load(Ordering::Acquire)
     }
 
     /// Stops the map: after this returns, no claim succeeds. Idempotent.
     pub(crate) fn stop(&self) {
-        self.cursor.stopped.store(true, Ordering::Release);
+        self.stopped.store(true, Ordering::Release);
         // The RMW that claims after this one synchronise with (see the type's docs).
-        self.cursor.pos.fetch_add(0, Ordering::AcqRel);
+        self.pos.fetch_add(0, Ordering::AcqRel);
     }
 
     /// Checks a claim just made (its RMW done): `Some(r)` to run it, or `None` after reporting
@@ -543,7 +547,7 @@ impl Dispenser {
         mut holes: Option<&mut dyn FnMut(Range<usize>)>,
     ) -> Option<(Option<usize>, Range<usize>)> {
         let n = self.n;
-        let pos = &self.cursor.pos;
+        let pos = &self.pos;
         match self.plan {
             Plan::Blocks => loop {
                 let s = pos.fetch_add(1, Ordering::AcqRel);
@@ -688,7 +692,7 @@ impl Dispenser {
         if directed {
             return; // directed slots report their own holes
         }
-        let cur = self.cursor.pos.load(Ordering::Acquire);
+        let cur = self.pos.load(Ordering::Acquire);
         match self.plan {
             Plan::Blocks => {
                 for k in cur.min(self.parts)..self.parts {
