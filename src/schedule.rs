@@ -372,6 +372,12 @@ pub(crate) struct Claimer {
     /// (0.6–0.75): each pass of the line costs less when the core that just lost the race does
     /// not fire its next locked operation at once. A participant claiming alone never pauses.
     dyn_end: usize,
+    /// This participant's last claim reached the end of the map (the last chunk, or a static
+    /// block ending at `n`): every later claim would fail, so it makes none. A failing claim
+    /// is an RMW on the cursor, whose line another participant's own failing claim may just
+    /// have taken away, on the way from the map's last item to its end (2 items of 5 µs:
+    /// ~0.5% in alternated builds, BENCHMARKS §14).
+    spent: bool,
 }
 
 impl Default for Claimer {
@@ -385,6 +391,7 @@ impl Default for Claimer {
             per_item_ns: 0,
             measured_ns: 0,
             dyn_end: 0,
+            spent: false,
         }
     }
 }
@@ -548,6 +555,9 @@ impl Dispenser {
     ) -> Option<(Option<usize>, Range<usize>)> {
         let n = self.n;
         let pos = &self.pos;
+        if cl.spent {
+            return None;
+        }
         match self.plan {
             Plan::Blocks => loop {
                 let s = pos.fetch_add(1, Ordering::AcqRel);
@@ -555,8 +565,13 @@ impl Dispenser {
                     return None;
                 }
                 let r = static_block(n, self.parts, s);
+                // Blocks cut `0..n` in order: after the one that ends at `n`, all are empty.
+                cl.spent = r.end >= n;
                 if !r.is_empty() {
                     return self.keep(r, &mut holes).map(|r| (Some(s), r));
+                }
+                if cl.spent {
+                    return None;
                 }
             },
             Plan::Cyclic(c) => loop {
@@ -600,6 +615,7 @@ impl Dispenser {
                     std::hint::spin_loop();
                 }
                 cl.dyn_end = s + c;
+                cl.spent = s + c >= n;
                 self.keep(s..(s + c).min(n), &mut holes).map(|r| (None, r))
             }
             Plan::Dynamic { fast: false, .. } | Plan::Guided(_) | Plan::Adaptive => {
@@ -625,7 +641,10 @@ impl Dispenser {
                         Ordering::AcqRel,
                         Ordering::Acquire,
                     ) {
-                        Ok(_) => return self.keep(s..s + size, &mut holes).map(|r| (None, r)),
+                        Ok(_) => {
+                            cl.spent = s + size >= n;
+                            return self.keep(s..s + size, &mut holes).map(|r| (None, r));
+                        }
                         Err(now) => s = now,
                     }
                 }
@@ -990,6 +1009,41 @@ mod tests {
         cl.grow(Duration::from_nanos(1));
         cl.measured(Duration::from_nanos(1), 1);
         assert_eq!(d.next(&mut cl, None).map(|(_, r)| r), Some(1..11));
+    }
+
+    #[test]
+    fn a_claimer_that_took_the_last_chunk_claims_no_more() {
+        // Its next claim would fail: it returns None without touching the cursor, whose line
+        // another participant may be holding. (`StaticChunked` claims whole slots and keeps
+        // its failing claim.)
+        for (n, p, c) in [(1, 1, 1), (2, 2, 1), (5, 2, 2), (3, 8, 1), (100, 3, 7)] {
+            for s in schedules(c) {
+                if matches!(s, Schedule::StaticChunked(_)) {
+                    continue;
+                }
+                let d = Dispenser::new(s, n, p);
+                let mut cl = Claimer::default();
+                let mut last_end = 0;
+                while !cl.spent {
+                    let (_, r) = d.next(&mut cl, None).expect("a chunk before the end");
+                    assert_eq!(r.start, last_end, "{s} n={n} p={p}: one claimer, in order");
+                    last_end = r.end;
+                }
+                assert_eq!(
+                    last_end, n,
+                    "{s} n={n} p={p}: spent only after the last item"
+                );
+                let pos = d.pos.load(Ordering::Relaxed);
+                assert_eq!(d.next(&mut cl, None), None, "{s} n={n} p={p}");
+                assert_eq!(
+                    d.pos.load(Ordering::Relaxed),
+                    pos,
+                    "{s} n={n} p={p}: no claim made"
+                );
+                // A fresh participant still finds nothing (and may move the cursor).
+                assert_eq!(d.next(&mut Claimer::default(), None), None, "{s}");
+            }
+        }
     }
 
     #[test]
