@@ -105,6 +105,16 @@ impl Latch {
         self.set.load(Ordering::Acquire)
     }
 
+    /// Clears the flag of a latch no thread looks at any more, for reuse.
+    pub(crate) fn reset(&mut self) {
+        self.set = AtomicBool::new(false);
+    }
+
+    /// Whether this latch wakes the current thread.
+    pub(crate) fn wakes_current(&self) -> bool {
+        self.waiter.is_current()
+    }
+
     /// Set the latch and wake the waiter.
     pub(crate) fn set(&self) {
         self.set.store(true, Ordering::Release);

@@ -803,6 +803,17 @@ impl Waker {
         }
     }
 
+    /// Whether this waker, taken by [`Waker::current`] on the current thread, is still what
+    /// `current` would give: the same engine, or still no engine (a thread's parker is its own
+    /// for its whole life, so a `Thread` waker taken on this thread is this thread's).
+    pub(crate) fn is_current(&self) -> bool {
+        match (self, WorkerCtx::current()) {
+            (Waker::Engine(reg, w), Some(ctx)) => Arc::ptr_eq(reg, &ctx.reg) && *w == ctx.index,
+            (Waker::Thread(_), None) => true,
+            _ => false,
+        }
+    }
+
     /// Wake the waiting thread (spurious wake-ups are harmless).
     pub(crate) fn wake(&self) {
         match self {

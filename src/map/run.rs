@@ -320,7 +320,21 @@ fn header(pre: usize, body: *const (dyn Work + 'static)) -> Arc<Borrowed> {
                 if let Some(b) = Arc::get_mut(h) {
                     // No ticket of its last map is left (get_mut synchronised with their drops),
                     // so nobody can look at the old gate, latch or body any more.
-                    *b = fresh();
+                    b.gate = Gate::new(pre);
+                    // The latch's waker is this thread's: re-created only if the thread became
+                    // or stopped being an engine. Re-creating it costs a clone and a drop of an
+                    // `Arc` whose line the last map's engine wrote (its wake-up).
+                    if b.latch.wakes_current() {
+                        b.latch.reset();
+                    } else {
+                        b.latch = Latch::new(Waker::current());
+                    }
+                    // A map called in a loop has its body at the same place each time: then the
+                    // header's line with the body pointer stays shared with the engines.
+                    #[allow(ambiguous_wide_pointer_comparisons)]
+                    if b.body != body {
+                        b.body = body;
+                    }
                     return Some(h.clone());
                 }
             }
