@@ -138,12 +138,12 @@
 //! ratios are what carry over.
 //!
 //! * **A call** from outside the pool costs about what OpenMP's `parallel for` costs: a map of 2
-//!   trivial items takes 0.37–0.48 µs with any schedule (0.29–0.32 µs called back to back
+//!   trivial items takes 0.37–0.48 µs with any schedule (0.29–0.47 µs called back to back
 //!   millions of times; a call into a buffer allocates nothing of its own — `StaticChunked` on
 //!   more than 8 engines allocates its table of per-slot cuts), OpenMP's `static` loop
-//!   0.8–1.0 µs, rayon's `par_iter` 13 µs; 2 items of 5 µs take 6.1–6.3 µs (OpenMP 6.0–6.1
-//!   µs, serial 10.2 µs); [`DirectView::apply`] on 2 engines 4.4–4.6 µs (rayon's `broadcast`
-//!   20–22 µs).
+//!   0.8–1.2 µs, rayon's `par_iter` 12–13 µs; 2 items of 5 µs take 6.1–6.3 µs, level with
+//!   OpenMP's `static` loop doing the same work (0.98–1.01x; serial 10.2 µs);
+//!   [`DirectView::apply`] on 2 engines 4.4–4.7 µs (rayon's `broadcast` 18–24 µs).
 //!   The engines must be awake for that: an idle engine spins for the pool's spin window
 //!   (200 µs, [`PoolBuilder::spin`]) and then sleeps, and waking a sleeping engine takes the
 //!   operating system's time (several µs).
