@@ -1012,6 +1012,28 @@ mod tests {
     }
 
     #[test]
+    fn the_cursor_has_its_line_pair_and_the_claim_fields_share_the_next_line() {
+        // The layout the type's docs promise (and the map body builds on): the cursor alone
+        // in the first 128 bytes, the stop flag and the read-only claim fields in one line.
+        use std::mem::{align_of, offset_of, size_of};
+        assert_eq!(offset_of!(Dispenser, pos), 0);
+        assert!(align_of::<Dispenser>() >= 128);
+        let hot = [
+            (offset_of!(Dispenser, stopped), size_of::<AtomicBool>()),
+            (offset_of!(Dispenser, plan), size_of::<Plan>()),
+            (offset_of!(Dispenser, n), size_of::<usize>()),
+            (offset_of!(Dispenser, parts), size_of::<usize>()),
+        ];
+        for (at, len) in hot {
+            assert!(
+                at >= 128 && at + len <= 192,
+                "field at {at}..{} not in 128..192",
+                at + len
+            );
+        }
+    }
+
+    #[test]
     fn a_claimer_that_took_the_last_chunk_claims_no_more() {
         // Its next claim would fail: it returns None without touching the cursor, whose line
         // another participant may be holding. (`StaticChunked` claims whole slots and keeps
