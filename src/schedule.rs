@@ -311,7 +311,7 @@ const FAST_RACERS: usize = 1 << 20;
 ///   trivial items: 1.00x OpenMP's `dynamic,1` instead of 1.12x (medians of 14 interleaved A/B
 ///   pairs, BENCHMARKS §14); `perf` then puts 96% of the claim loop's samples on the
 ///   `lock xadd` itself. (What then helped is a `pause` after a contested claim, see
-///   `Claimer::dyn_end`.) Sharing that line with `plan`, `n` and `parts` saves an engine that
+///   `Claimer::end`.) Sharing that line with `plan`, `n` and `parts` saves an engine that
 ///   joins a map one line transfer (2 items of 5 µs: 1.04x → 1.02x OpenMP with the [`Body`]
 ///   layout, BENCHMARKS §14).
 ///
@@ -364,20 +364,21 @@ pub(crate) struct Claimer {
     per_item_ns: u64,
     /// The time of all measured items (ns), for [`Claimer::mean_item_ns`].
     measured_ns: u64,
-    /// `Dynamic` (fast path): where this participant's last chunk ended. A claim that does not
-    /// start there found another participant's claim in between — the cursor's line is
-    /// passing between cores — and is followed by one `pause` (the spin-wait hint, ~10 ns).
-    /// Measured on 2 cores (BENCHMARKS §14): `Dynamic(1)` over 2M trivial items 1.05–1.13x →
-    /// 0.79–0.93x OpenMP's `dynamic,1`, with as many thread switches per item as before
-    /// (0.6–0.75): each pass of the line costs less when the core that just lost the race does
-    /// not fire its next locked operation at once. A participant claiming alone never pauses.
-    dyn_end: usize,
-    /// This participant's last claim reached the end of the map (the last chunk, or a static
-    /// block ending at `n`): every later claim would fail, so it makes none. A failing claim
-    /// is an RMW on the cursor, whose line another participant's own failing claim may just
-    /// have taken away, on the way from the map's last item to its end (2 items of 5 µs:
-    /// ~0.5% in alternated builds, BENCHMARKS §14).
-    spent: bool,
+    /// Where this participant's last chunk ended (0 before its first; not kept by
+    /// `StaticChunked`, whose claims are whole slots). Two uses:
+    /// * Once it is `n` or past, every later claim would fail, so the participant makes none
+    ///   ([`Dispenser::next`] returns `None` at once): a failing claim is an RMW on the
+    ///   cursor, whose line another participant's own failing claim may just have taken away,
+    ///   on the way from the map's last item to its end (2 items of 5 µs: ~0.5% in alternated
+    ///   builds, BENCHMARKS §14).
+    /// * `Dynamic` (fast path): a claim that does not start there found another participant's
+    ///   claim in between — the cursor's line is passing between cores — and is followed by one
+    ///   `pause` (the spin-wait hint, ~10 ns). Measured on 2 cores (BENCHMARKS §14):
+    ///   `Dynamic(1)` over 2M trivial items 1.05–1.13x → 0.79–0.93x OpenMP's `dynamic,1`, with
+    ///   as many thread switches per item as before (0.6–0.75): each pass of the line costs
+    ///   less when the core that just lost the race does not fire its next locked operation at
+    ///   once. A participant claiming alone never pauses.
+    end: usize,
 }
 
 impl Default for Claimer {
@@ -390,8 +391,7 @@ impl Default for Claimer {
             measured: 0,
             per_item_ns: 0,
             measured_ns: 0,
-            dyn_end: 0,
-            spent: false,
+            end: 0,
         }
     }
 }
@@ -555,8 +555,8 @@ impl Dispenser {
     ) -> Option<(Option<usize>, Range<usize>)> {
         let n = self.n;
         let pos = &self.pos;
-        if cl.spent {
-            return None;
+        if cl.end >= n {
+            return None; // this participant took the last chunk (or there are no items)
         }
         match self.plan {
             Plan::Blocks => loop {
@@ -566,11 +566,11 @@ impl Dispenser {
                 }
                 let r = static_block(n, self.parts, s);
                 // Blocks cut `0..n` in order: after the one that ends at `n`, all are empty.
-                cl.spent = r.end >= n;
+                cl.end = r.end;
                 if !r.is_empty() {
                     return self.keep(r, &mut holes).map(|r| (Some(s), r));
                 }
-                if cl.spent {
+                if cl.end >= n {
                     return None;
                 }
             },
@@ -609,13 +609,12 @@ impl Dispenser {
                     pos.fetch_sub(c, Ordering::AcqRel);
                     return None;
                 }
-                if s != cl.dyn_end {
+                if s != cl.end {
                     // Someone claimed since our last chunk: the cursor's line is contested.
-                    // One `pause` before going on (see `Claimer::dyn_end`).
+                    // One `pause` before going on (see `Claimer::end`).
                     std::hint::spin_loop();
                 }
-                cl.dyn_end = s + c;
-                cl.spent = s + c >= n;
+                cl.end = s + c;
                 self.keep(s..(s + c).min(n), &mut holes).map(|r| (None, r))
             }
             Plan::Dynamic { fast: false, .. } | Plan::Guided(_) | Plan::Adaptive => {
@@ -642,7 +641,7 @@ impl Dispenser {
                         Ordering::Acquire,
                     ) {
                         Ok(_) => {
-                            cl.spent = s + size >= n;
+                            cl.end = s + size;
                             return self.keep(s..s + size, &mut holes).map(|r| (None, r));
                         }
                         Err(now) => s = now,
@@ -1046,7 +1045,7 @@ mod tests {
                 let d = Dispenser::new(s, n, p);
                 let mut cl = Claimer::default();
                 let mut last_end = 0;
-                while !cl.spent {
+                while cl.end < n {
                     let (_, r) = d.next(&mut cl, None).expect("a chunk before the end");
                     assert_eq!(r.start, last_end, "{s} n={n} p={p}: one claimer, in order");
                     last_end = r.end;
